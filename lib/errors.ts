@@ -1,0 +1,195 @@
+/**
+ * One error tree for the whole library. Every class carries a literal `name` and a stable `code`
+ * so callers (and the `spot-run` command) can match without `instanceof`, which breaks across
+ * duplicated copies of a package. Messages that come from a request end with `(METHOD /path)`.
+ */
+import type { Status, StatusDetails } from './types.js';
+
+export type SpotErrorCode =
+  | 'ERR_SPOT_CONFIG'
+  | 'ERR_SPOT_INVALID_NAME'
+  | 'ERR_SPOT_API'
+  | 'ERR_SPOT_RESPONSE'
+  | 'ERR_SPOT_NETWORK'
+  | 'ERR_SPOT_TIMEOUT'
+  | 'ERR_SPOT_ABORTED';
+
+export abstract class SpotError extends Error {
+  abstract override readonly name: string;
+  abstract readonly code: SpotErrorCode;
+}
+
+/** Configuration is missing or unusable: nothing was sent. `source` says where it was looked for. */
+export class ConfigError extends SpotError {
+  override readonly name = 'ConfigError' as const;
+  readonly code = 'ERR_SPOT_CONFIG' as const;
+  constructor(
+    message: string,
+    readonly source?: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/** A namespace or name that is not a valid Kubernetes name: refused before it reaches a URL. */
+export class InvalidNameError extends SpotError {
+  override readonly name = 'InvalidNameError' as const;
+  readonly code = 'ERR_SPOT_INVALID_NAME' as const;
+}
+
+/** Where a request went; appended to every request error's message. */
+export interface RequestTarget {
+  method: string;
+  path: string;
+}
+
+function at(target: RequestTarget): string {
+  return `(${target.method} ${target.path})`;
+}
+
+/** Canned messages for answers without a `metav1.Status` body, as client-go's NewGenericServerResponse. */
+const GENERIC_REASONS: Record<number, [reason: string, message: string]> = {
+  400: ['BadRequest', 'the server rejected our request for an unknown reason'],
+  401: ['Unauthorized', 'the server has asked for the client to provide credentials'],
+  403: ['Forbidden', 'the server does not allow access to the requested resource'],
+  404: ['NotFound', 'the server could not find the requested resource'],
+  405: ['MethodNotAllowed', 'the server does not allow this method on the requested resource'],
+  409: ['Conflict', 'the server reported a conflict'],
+  410: ['Expired', 'the server has asked for the client to restart'],
+  413: ['RequestEntityTooLarge', 'the server has rejected the request because it is too large'],
+  415: ['UnsupportedMediaType', 'the server does not support the media type of the request'],
+  422: ['Invalid', 'the server rejected our request due to an error in our request'],
+  429: ['TooManyRequests', 'the server has received too many requests and has asked us to try again later'],
+  500: ['InternalError', 'an error on the server has prevented the request from succeeding'],
+  502: ['InternalError', 'the server reported a bad gateway'],
+  503: ['ServiceUnavailable', 'the server is currently unable to handle the request'],
+  504: ['Timeout', 'the server was unable to return a response in the time allotted'],
+};
+
+/** A non-2xx answer. Built from the `metav1.Status` body when there is one, else from the code. */
+export class ApiError extends SpotError {
+  override readonly name = 'ApiError' as const;
+  readonly code = 'ERR_SPOT_API' as const;
+  /** HTTP status code. */
+  readonly statusCode: number;
+  /** `metav1.Status` reason (`NotFound`, `Conflict`, ...) or the generic one for the code. */
+  readonly reason: string;
+  readonly details: StatusDetails | undefined;
+  /** The server's message, without the request suffix. */
+  readonly serverMessage: string;
+  /** Seconds the server asked us to wait (`Retry-After` header first, then `details.retryAfterSeconds`). */
+  readonly retryAfterSeconds: number | undefined;
+  /** A short, sanitised start of a body that was not a `metav1.Status`. */
+  readonly bodySnippet: string | undefined;
+  readonly method: string;
+  readonly path: string;
+
+  constructor(init: {
+    target: RequestTarget;
+    statusCode: number;
+    status?: Status | undefined;
+    bodySnippet?: string | undefined;
+    retryAfterSeconds?: number | undefined;
+  }) {
+    const { target, statusCode, status } = init;
+    const generic = GENERIC_REASONS[statusCode] ?? [
+      statusCode >= 500 ? 'InternalError' : 'Unknown',
+      `the server responded with status ${statusCode}`,
+    ];
+    const reason = status?.reason || generic[0];
+    const serverMessage = status?.message || generic[1];
+    const snippet = init.bodySnippet ? `: ${JSON.stringify(init.bodySnippet)}` : '';
+    super(`${statusCode} ${reason}: ${serverMessage}${snippet} ${at(target)}`);
+    this.statusCode = statusCode;
+    this.reason = reason;
+    this.details = status?.details;
+    this.serverMessage = serverMessage;
+    this.retryAfterSeconds = init.retryAfterSeconds ?? status?.details?.retryAfterSeconds;
+    this.bodySnippet = init.bodySnippet;
+    this.method = target.method;
+    this.path = target.path;
+  }
+}
+
+/** A 2xx answer whose body cannot be used: not JSON, not the expected kind, or over the size cap. */
+export class ResponseError extends SpotError {
+  override readonly name = 'ResponseError' as const;
+  readonly code = 'ERR_SPOT_RESPONSE' as const;
+  constructor(
+    message: string,
+    readonly target: RequestTarget,
+    readonly statusCode: number,
+    options?: ErrorOptions,
+  ) {
+    super(`${message} ${at(target)}`, options);
+  }
+}
+
+/**
+ * The request did not get an answer: connection refused or reset, TLS failure, DNS. `causeCode` is
+ * undici's or Node's stable code (`ECONNREFUSED`, `UND_ERR_SOCKET`, `DEPTH_ZERO_SELF_SIGNED_CERT`...).
+ */
+export class NetworkError extends SpotError {
+  override readonly name = 'NetworkError' as const;
+  readonly code = 'ERR_SPOT_NETWORK' as const;
+  constructor(
+    message: string,
+    readonly target: RequestTarget,
+    readonly causeCode: string | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(`${message} ${at(target)}`, options);
+  }
+}
+
+/** A single attempt ran over its timeout, or the whole call (with retries) over its deadline. */
+export class TimeoutError extends SpotError {
+  override readonly name = 'TimeoutError' as const;
+  readonly code = 'ERR_SPOT_TIMEOUT' as const;
+  constructor(
+    message: string,
+    readonly target: RequestTarget,
+    options?: ErrorOptions,
+  ) {
+    super(`${message} ${at(target)}`, options);
+  }
+}
+
+/** The caller's `AbortSignal` fired. */
+export class AbortedError extends SpotError {
+  override readonly name = 'AbortedError' as const;
+  readonly code = 'ERR_SPOT_ABORTED' as const;
+  constructor(
+    message: string,
+    readonly target: RequestTarget | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(target ? `${message} ${at(target)}` : message, options);
+  }
+}
+
+function apiReason(err: unknown): string | undefined {
+  return isSpotError(err) && err.code === 'ERR_SPOT_API' ? (err as ApiError).reason : undefined;
+}
+function apiStatus(err: unknown): number | undefined {
+  return isSpotError(err) && err.code === 'ERR_SPOT_API' ? (err as ApiError).statusCode : undefined;
+}
+
+export function isSpotError(err: unknown): err is SpotError {
+  return (
+    err instanceof Error &&
+    typeof (err as Error & { code?: unknown }).code === 'string' &&
+    String((err as Error & { code?: unknown }).code).startsWith('ERR_SPOT_')
+  );
+}
+export function isApiError(err: unknown): err is ApiError {
+  return apiStatus(err) !== undefined;
+}
+export const isNotFound = (err: unknown): boolean => apiStatus(err) === 404;
+export const isConflict = (err: unknown): boolean => apiStatus(err) === 409 && apiReason(err) !== 'AlreadyExists';
+export const isAlreadyExists = (err: unknown): boolean => apiReason(err) === 'AlreadyExists';
+export const isUnauthorized = (err: unknown): boolean => apiStatus(err) === 401;
+export const isForbidden = (err: unknown): boolean => apiStatus(err) === 403;
+export const isTooManyRequests = (err: unknown): boolean => apiStatus(err) === 429;
+export const isInvalid = (err: unknown): boolean => apiStatus(err) === 422;

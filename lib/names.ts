@@ -1,0 +1,78 @@
+/**
+ * Kubernetes name validation (apimachinery `validation.IsDNS1123Label` / `IsDNS1123Subdomain`).
+ * Every namespace and name is checked here before it becomes part of a URL path, so `..`, `/`,
+ * `%2F` and friends can never reach the API server as path segments.
+ */
+import { InvalidNameError } from './errors.js';
+import type { BuildRef } from './types.js';
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+export const MAX_LABEL_LENGTH = 63;
+export const MAX_SUBDOMAIN_LENGTH = 253;
+
+/** Why `value` is not a DNS-1123 label, or undefined when it is one. */
+export function labelProblem(value: string): string | undefined {
+  if (value === '') return 'must not be empty';
+  if (value.length > MAX_LABEL_LENGTH) return `must be no more than ${MAX_LABEL_LENGTH} characters (got ${value.length})`;
+  if (!DNS1123_LABEL.test(value)) {
+    return "must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
+  }
+  return undefined;
+}
+
+/** Why `value` is not a DNS-1123 subdomain, or undefined when it is one. */
+export function subdomainProblem(value: string): string | undefined {
+  if (value === '') return 'must not be empty';
+  if (value.length > MAX_SUBDOMAIN_LENGTH) {
+    return `must be no more than ${MAX_SUBDOMAIN_LENGTH} characters (got ${value.length})`;
+  }
+  if (!DNS1123_SUBDOMAIN.test(value)) {
+    return "must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
+  }
+  return undefined;
+}
+
+/** Short, printable form of untrusted input for an error message (never the whole 300 characters). */
+function shown(value: string): string {
+  return JSON.stringify(value.length > 64 ? `${value.slice(0, 61)}...` : value);
+}
+
+export function validateNamespace(namespace: string, what = 'namespace'): string {
+  const problem = labelProblem(namespace);
+  if (problem) throw new InvalidNameError(`invalid ${what} ${shown(namespace)}: ${problem}`);
+  return namespace;
+}
+
+export function validateName(name: string, what = 'name'): string {
+  const problem = subdomainProblem(name);
+  if (problem) throw new InvalidNameError(`invalid ${what} ${shown(name)}: ${problem}`);
+  return name;
+}
+
+/** A validated reference from its two parts. */
+export function buildRef(namespace: string, name: string): BuildRef {
+  return Object.freeze({
+    namespace: validateNamespace(namespace, 'Build namespace'),
+    name: validateName(name, 'Build name'),
+  });
+}
+
+/**
+ * Parses `namespace/name` (the `BUILD_REFERENCE` format). Exactly one `/`; both parts must be valid
+ * names, which also rules out `..`, percent-encoding and empty parts.
+ */
+export function parseBuildReference(reference: string): BuildRef {
+  const parts = reference.split('/');
+  if (parts.length !== 2) {
+    throw new InvalidNameError(
+      `invalid Build reference ${shown(reference)}: expected "namespace/name" with exactly one "/"`,
+    );
+  }
+  return buildRef(parts[0]!, parts[1]!);
+}
+
+/** `namespace/name`, the inverse of `parseBuildReference`. */
+export function formatBuildReference(ref: BuildRef): string {
+  return `${ref.namespace}/${ref.name}`;
+}

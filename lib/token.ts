@@ -1,0 +1,105 @@
+/**
+ * Bearer tokens. Bound service-account tokens are rotated by the kubelet (at 80 % of their
+ * lifetime, at least every 10 minutes' worth), so the file is re-read at most once a minute, as
+ * client-go's cached file token source does, keeping the last good token when a re-read fails.
+ * After a 401 the transport asks for a forced re-read (`refresh`).
+ */
+import { readFile } from 'node:fs/promises';
+import { ConfigError } from './errors.js';
+import { registerSecret, silentLogger, type Logger } from './log.js';
+
+export interface TokenSource {
+  /** The token to send now (cached; re-read when older than the period). */
+  token(): Promise<string>;
+  /** Re-reads now; resolves true when the token changed (a retry can then succeed). */
+  refresh(): Promise<boolean>;
+}
+
+export const TOKEN_REREAD_PERIOD_MS = 60_000;
+
+/** Reads and trims a token file; a missing or empty file is a `ConfigError` naming the path. */
+export async function readTokenFile(path: string, hint = ''): Promise<string> {
+  let raw: string;
+  try {
+    raw = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'is missing' : `cannot be read (${code ?? 'unknown error'})`;
+    throw new ConfigError(`service-account token file ${path} ${why}${hint}`, path, { cause: err });
+  }
+  const token = raw.trim();
+  if (token === '') throw new ConfigError(`service-account token file ${path} is empty${hint}`, path);
+  registerSecret(token);
+  return token;
+}
+
+export class FileTokenSource implements TokenSource {
+  #current: string;
+  #readAt: number;
+  #pending: Promise<boolean> | undefined;
+
+  constructor(
+    readonly path: string,
+    initial: string,
+    private readonly options: { periodMs?: number; now?: () => number; logger?: Logger } = {},
+  ) {
+    registerSecret(initial);
+    this.#current = initial;
+    this.#readAt = this.#now();
+  }
+
+  /** Reads the file once and starts the source from it. */
+  static async open(
+    path: string,
+    options: { periodMs?: number; now?: () => number; logger?: Logger; hint?: string } = {},
+  ): Promise<FileTokenSource> {
+    return new FileTokenSource(path, await readTokenFile(path, options.hint), options);
+  }
+
+  #now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  async token(): Promise<string> {
+    if (this.#now() - this.#readAt >= (this.options.periodMs ?? TOKEN_REREAD_PERIOD_MS)) await this.refresh();
+    return this.#current;
+  }
+
+  refresh(): Promise<boolean> {
+    // Concurrent callers share one read.
+    this.#pending ??= this.#reread().finally(() => {
+      this.#pending = undefined;
+    });
+    return this.#pending;
+  }
+
+  async #reread(): Promise<boolean> {
+    this.#readAt = this.#now();
+    try {
+      const next = await readTokenFile(this.path);
+      const changed = next !== this.#current;
+      this.#current = next;
+      if (changed) (this.options.logger ?? silentLogger).debug('service-account token re-read: changed', { path: this.path });
+      return changed;
+    } catch (err) {
+      (this.options.logger ?? silentLogger).warn('unable to re-read the service-account token; keeping the last good one', {
+        path: this.path,
+        error: err,
+      });
+      return false;
+    }
+  }
+}
+
+/** A fixed token (out-of-cluster use); a 401 cannot be cured by re-reading it. */
+export class StaticTokenSource implements TokenSource {
+  constructor(private readonly value: string) {
+    registerSecret(value);
+  }
+  async token(): Promise<string> {
+    return this.value;
+  }
+  async refresh(): Promise<boolean> {
+    return false;
+  }
+}

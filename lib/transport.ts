@@ -1,0 +1,249 @@
+/**
+ * The one request function. Every call goes to one undici dispatcher that is passed explicitly
+ * (never the global dispatcher, never `fetch`), so a test's MockAgent is the whole network and a
+ * real process trusts exactly the mounted CA. Every body is read to the end or destroyed.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, type Dispatcher } from 'undici';
+import {
+  AbortedError,
+  ApiError,
+  isUnauthorized,
+  NetworkError,
+  ResponseError,
+  TimeoutError,
+  type RequestTarget,
+} from './errors.js';
+import { redact, silentLogger, type Logger } from './log.js';
+import { DEFAULT_RETRY_POLICY, parseRetryAfter, retryDelay, wasSent, type AttemptFailure, type RetryPolicy } from './retry.js';
+import type { TokenSource } from './token.js';
+import type { Status } from './types.js';
+import { VERSION } from './version.js';
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_BODY_LIMIT_BYTES = 10 * 1024 * 1024;
+/** TCP keep-alive probe delay: below the ~350 s idle cut of cloud load balancers with room to spare, and below undici's 60 s. */
+export const KEEPALIVE_INITIAL_DELAY_MS = 30_000;
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH';
+
+export interface TransportOptions {
+  /** Origin of the API server. */
+  server: string;
+  /** PEM to trust; when set it is the *only* trust (the system roots are not added). */
+  ca?: string | undefined;
+  tokenSource?: TokenSource | undefined;
+  /** Use this dispatcher instead of creating an Agent (tests hand in undici's MockAgent). Not closed by `close()`. */
+  dispatcher?: Dispatcher;
+  /** Per-attempt timeout (default 30 s). */
+  timeoutMs?: number;
+  /** Cap on a response body (default 10 MiB). */
+  bodyLimitBytes?: number;
+  retry?: Partial<RetryPolicy>;
+  logger?: Logger;
+  /** Source of jitter in [0, 1); tests pass a seeded one. */
+  random?: () => number;
+}
+
+export interface RequestOptions {
+  method: HttpMethod;
+  /** Absolute path, built only from validated names. */
+  path: string;
+  /** JSON-serialisable body. */
+  body?: unknown;
+  contentType?: string;
+  /**
+   * Safe to send twice: the default for GET. Writes set it when a repeat cannot do harm (a
+   * resourceVersion precondition, an event POST under a fixed name).
+   */
+  idempotent?: boolean;
+  signal?: AbortSignal | undefined;
+  /** Overrides the transport's per-attempt timeout. */
+  timeoutMs?: number;
+  /** Overrides the policy's overall deadline. */
+  deadlineMs?: number;
+}
+
+export interface Transport {
+  readonly server: string;
+  /** Sends the request with the retry policy; resolves to the parsed JSON body (undefined when empty). */
+  request(options: RequestOptions): Promise<unknown>;
+  /** Releases the agent and its sockets. */
+  close(): Promise<void>;
+}
+
+function snippet(buf: Buffer): string {
+  const text = buf.subarray(0, 512).toString('utf8').replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim();
+  return redact(text.length > 160 ? `${text.slice(0, 157)}...` : text);
+}
+
+function isJson(contentType: string | string[] | undefined): boolean {
+  const value = Array.isArray(contentType) ? contentType[0] : contentType;
+  return !!value && /^application\/([a-z0-9.+-]*\+)?json\b/i.test(value.trim());
+}
+
+function causeCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+  }
+  return undefined;
+}
+
+/** Which retry rule a failed attempt falls under, or undefined for failures never retried. */
+function classify(err: unknown): AttemptFailure | undefined {
+  if (err instanceof ApiError) return { kind: 'status', statusCode: err.statusCode, retryAfterSeconds: err.retryAfterSeconds };
+  if (err instanceof NetworkError) return { kind: 'network', code: err.causeCode, sent: wasSent(err.causeCode) };
+  if (err instanceof TimeoutError) return { kind: 'timeout' };
+  return undefined;
+}
+
+export function createTransport(options: TransportOptions): Transport {
+  const policy: RetryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  const logger = options.logger ?? silentLogger;
+  const random = options.random ?? Math.random;
+  const origin = options.server;
+  const userAgent = `spot-runtime/${VERSION} (node ${process.version})`;
+  const ownDispatcher = options.dispatcher === undefined;
+  const dispatcher: Dispatcher =
+    options.dispatcher ??
+    new Agent({
+      connect: { ca: options.ca, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_INITIAL_DELAY_MS },
+    });
+
+  async function readBody(
+    res: Dispatcher.ResponseData,
+    target: RequestTarget,
+  ): Promise<Buffer> {
+    const declared = Number(res.headers['content-length']);
+    if (declared > bodyLimit) {
+      res.body.destroy();
+      throw new ResponseError(`response body of ${declared} bytes exceeds the ${bodyLimit}-byte limit`, target, res.statusCode);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > bodyLimit) {
+        res.body.destroy();
+        throw new ResponseError(`response body exceeds the ${bodyLimit}-byte limit`, target, res.statusCode);
+      }
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks, size);
+  }
+
+  function failureOf(err: unknown, target: RequestTarget, signal: AbortSignal | undefined, timeout: AbortSignal, ms: number): Error {
+    if (err instanceof ResponseError) return err;
+    if (signal?.aborted) return new AbortedError('request aborted', target, { cause: err });
+    if (timeout.aborted) return new TimeoutError(`no answer within ${ms} ms`, target, { cause: err });
+    const code = causeCode(err);
+    const message = err instanceof Error ? err.message : String(err);
+    return new NetworkError(`cannot reach the API server at ${origin}: ${redact(message)}${code && !message.includes(code) ? ` [${code}]` : ''}`, target, code, {
+      cause: err,
+    });
+  }
+
+  async function attempt(req: RequestOptions, payload: string | undefined, ms: number): Promise<unknown> {
+    const target = { method: req.method, path: req.path };
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': userAgent };
+    if (payload !== undefined) headers['content-type'] = req.contentType ?? 'application/json';
+    if (options.tokenSource) headers.authorization = `Bearer ${await options.tokenSource.token()}`;
+
+    const timeout = AbortSignal.timeout(ms);
+    const signal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout;
+    let res: Dispatcher.ResponseData;
+    let body: Buffer;
+    try {
+      res = await dispatcher.request({ origin, path: req.path, method: req.method, headers, body: payload, signal });
+      body = await readBody(res, target);
+    } catch (err) {
+      throw failureOf(err, target, req.signal, timeout, ms);
+    }
+
+    const { statusCode } = res;
+    const json = isJson(res.headers['content-type']);
+    if (statusCode >= 200 && statusCode < 300) {
+      if (body.length === 0) return undefined;
+      if (!json) {
+        throw new ResponseError(
+          `expected a JSON answer, got ${String(res.headers['content-type'] ?? 'no content type')}: ${JSON.stringify(snippet(body))}`,
+          target,
+          statusCode,
+        );
+      }
+      try {
+        return JSON.parse(body.toString('utf8'));
+      } catch (err) {
+        throw new ResponseError(`malformed JSON in the answer: ${JSON.stringify(snippet(body))}`, target, statusCode, { cause: err });
+      }
+    }
+
+    let status: Status | undefined;
+    if (json) {
+      try {
+        const parsed = JSON.parse(body.toString('utf8')) as Partial<Status>;
+        if (parsed && parsed.kind === 'Status') status = parsed as Status;
+      } catch {
+        // falls through to the snippet
+      }
+    }
+    throw new ApiError({
+      target,
+      statusCode,
+      status,
+      bodySnippet: status || body.length === 0 ? undefined : snippet(body),
+      retryAfterSeconds: parseRetryAfter(res.headers['retry-after'], Date.now()),
+    });
+  }
+
+  async function request(req: RequestOptions): Promise<unknown> {
+    const started = Date.now();
+    const deadlineAt = started + (req.deadlineMs ?? policy.deadlineMs);
+    const idempotent = req.idempotent ?? req.method === 'GET';
+    const payload = req.body === undefined ? undefined : JSON.stringify(req.body);
+    let reauthenticated = false;
+    for (let retry = 0; ; ) {
+      if (req.signal?.aborted) throw new AbortedError('request aborted', { method: req.method, path: req.path });
+      const remaining = deadlineAt - Date.now();
+      try {
+        return await attempt(req, payload, Math.max(1, Math.min(req.timeoutMs ?? timeoutMs, remaining)));
+      } catch (err) {
+        // A 401 after the kubelet rotated the token: re-read it now and try once more.
+        if (isUnauthorized(err) && !reauthenticated && options.tokenSource) {
+          reauthenticated = true;
+          if (await options.tokenSource.refresh()) {
+            logger.debug('401 Unauthorized: token file changed, retrying with the new token', { method: req.method, path: req.path });
+            continue;
+          }
+        }
+        const failure = classify(err);
+        const delay = failure && retryDelay(policy, retry, failure, idempotent, random());
+        if (delay === undefined || Date.now() + delay >= deadlineAt) throw err;
+        retry++;
+        logger.debug('retrying request', {
+          method: req.method,
+          path: req.path,
+          retry,
+          delayMs: delay,
+          error: (err as Error).message,
+        });
+        try {
+          await sleep(delay, undefined, { signal: req.signal });
+        } catch {
+          throw new AbortedError('request aborted while waiting to retry', { method: req.method, path: req.path }, { cause: err });
+        }
+      }
+    }
+  }
+
+  return {
+    server: origin,
+    request,
+    async close() {
+      if (ownDispatcher) await dispatcher.close();
+    },
+  };
+}
