@@ -12,7 +12,8 @@ export type SpotErrorCode =
   | 'ERR_SPOT_RESPONSE'
   | 'ERR_SPOT_NETWORK'
   | 'ERR_SPOT_TIMEOUT'
-  | 'ERR_SPOT_ABORTED';
+  | 'ERR_SPOT_ABORTED'
+  | 'ERR_SPOT_TASK';
 
 export abstract class SpotError extends Error {
   abstract override readonly name: string;
@@ -166,6 +167,22 @@ export class AbortedError extends SpotError {
     options?: ErrorOptions,
   ) {
     super(target ? `${message} ${at(target)}` : message, options);
+  }
+}
+
+/**
+ * A task failed in a way it can describe: `reason` goes into the condition (CamelCase, e.g.
+ * `StepFailed`, `Timeout`), the message into the condition and the Warning event.
+ */
+export class TaskFailure extends SpotError {
+  override readonly name = 'TaskFailure' as const;
+  readonly code = 'ERR_SPOT_TASK' as const;
+  constructor(
+    readonly reason: string,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
   }
 }
 

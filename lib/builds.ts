@@ -1,0 +1,160 @@
+/**
+ * Calls on the Build resource and its status subresource. Paths are built only from a `BuildRef`
+ * (validated names), never from raw strings.
+ */
+import { isConflict, ResponseError } from './errors.js';
+import { silentLogger, type Logger } from './log.js';
+import { buildRef } from './names.js';
+import {
+  createMergePatch,
+  jsonEqual,
+  jsonPatchWithResourceVersion,
+  withResourceVersion,
+  type JsonPatchOperation,
+} from './patches.js';
+import type { Transport } from './transport.js';
+import { BUILD_API_VERSION, BUILD_GROUP, BUILD_KIND, BUILD_PLURAL, BUILD_VERSION, type Build, type BuildRef } from './types.js';
+
+export const MERGE_PATCH = 'application/merge-patch+json';
+export const JSON_PATCH = 'application/json-patch+json';
+
+export interface CallOptions {
+  signal?: AbortSignal | undefined;
+}
+
+export type PatchOptions = CallOptions &
+  (
+    | { type: 'merge'; resourceVersion?: string }
+    | { type: 'json'; resourceVersion?: string }
+  );
+
+export interface UpdateOptions extends CallOptions {
+  /** The freshest Build the caller already holds; saves the first GET. */
+  base?: Build | undefined;
+  /** Attempts in all, conflicts included (default 5). */
+  maxAttempts?: number;
+  logger?: Logger;
+}
+
+/** `/apis/spot.release.com/v1alpha1/namespaces/NS/builds/NAME[/status]` */
+export function buildPath(ref: BuildRef, subresource?: 'status'): string {
+  const checked = buildRef(ref.namespace, ref.name);
+  const base = `/apis/${BUILD_GROUP}/${BUILD_VERSION}/namespaces/${checked.namespace}/${BUILD_PLURAL}/${checked.name}`;
+  return subresource ? `${base}/${subresource}` : base;
+}
+
+/** Checks that an answer is the Build we asked for; anything else is a `ResponseError`, never a silent `as Build`. */
+export function asBuild(value: unknown, ref: BuildRef, target: { method: string; path: string }): Build {
+  const obj = value as Partial<Build> | undefined;
+  const problem =
+    typeof obj !== 'object' || obj === null || Array.isArray(obj)
+      ? 'the answer is not a JSON object'
+      : obj.apiVersion !== BUILD_API_VERSION || obj.kind !== BUILD_KIND
+        ? `the answer is not a Build (apiVersion ${JSON.stringify(obj.apiVersion)}, kind ${JSON.stringify(obj.kind)})`
+        : typeof obj.metadata !== 'object' || obj.metadata === null
+          ? 'the Build in the answer has no metadata'
+          : obj.metadata.name !== ref.name || obj.metadata.namespace !== ref.namespace
+            ? `the answer is Build ${obj.metadata.namespace}/${obj.metadata.name}, not ${ref.namespace}/${ref.name}`
+            : typeof obj.metadata.resourceVersion !== 'string'
+              ? 'the Build in the answer has no metadata.resourceVersion'
+              : obj.status !== undefined && (typeof obj.status !== 'object' || obj.status === null)
+                ? 'the Build in the answer has a status that is not an object'
+                : obj.status?.conditions !== undefined && !Array.isArray(obj.status.conditions)
+                  ? 'the Build in the answer has status.conditions that is not a list'
+                  : undefined;
+  if (problem) throw new ResponseError(problem, target, 200);
+  return obj as Build;
+}
+
+export async function getBuild(transport: Transport, ref: BuildRef, options: CallOptions = {}): Promise<Build> {
+  const path = buildPath(ref);
+  return asBuild(await transport.request({ method: 'GET', path, signal: options.signal }), ref, { method: 'GET', path });
+}
+
+/**
+ * PUT of the status subresource. Custom resources refuse unconditional updates, so the Build must
+ * carry the `metadata.resourceVersion` it was read at; a stale one gets 409 Conflict.
+ */
+export async function replaceBuildStatus(transport: Transport, build: Build, options: CallOptions = {}): Promise<Build> {
+  const ref = buildRef(build.metadata.namespace, build.metadata.name);
+  if (!build.metadata.resourceVersion) {
+    throw new TypeError(
+      `replaceBuildStatus needs metadata.resourceVersion on Build ${ref.namespace}/${ref.name}: custom resources refuse unconditional updates`,
+    );
+  }
+  const path = buildPath(ref, 'status');
+  const body = { apiVersion: BUILD_API_VERSION, kind: BUILD_KIND, metadata: build.metadata, status: build.status ?? {} };
+  const answer = await transport.request({ method: 'PUT', path, body, idempotent: true, signal: options.signal });
+  return asBuild(answer, ref, { method: 'PUT', path });
+}
+
+/**
+ * PATCH of the status subresource, as a merge patch or a JSON patch (strategic merge patch does not
+ * exist for custom resources). With `resourceVersion` the patch is conditional (409 when stale) and
+ * therefore safe to repeat after a lost connection; without it, it applies to whatever is stored.
+ */
+export async function patchBuildStatus(
+  transport: Transport,
+  ref: BuildRef,
+  patch: Record<string, unknown> | JsonPatchOperation[],
+  options: PatchOptions,
+): Promise<Build> {
+  const path = buildPath(ref, 'status');
+  const rv = options.resourceVersion;
+  let body: unknown;
+  if (options.type === 'json') {
+    if (!Array.isArray(patch)) throw new TypeError('a JSON patch is a list of operations');
+    body = rv ? jsonPatchWithResourceVersion(patch, rv) : patch;
+  } else {
+    if (Array.isArray(patch)) throw new TypeError('a merge patch is an object');
+    body = rv ? withResourceVersion(patch, rv) : patch;
+  }
+  const answer = await transport.request({
+    method: 'PATCH',
+    path,
+    body,
+    contentType: options.type === 'json' ? JSON_PATCH : MERGE_PATCH,
+    idempotent: !!rv,
+    signal: options.signal,
+  });
+  return asBuild(answer, ref, { method: 'PATCH', path });
+}
+
+export const DEFAULT_UPDATE_ATTEMPTS = 5;
+
+/**
+ * Conflict-safe read-modify-write of the status. `mutate` changes a copy of the freshest Build
+ * (the `base` when given, else a GET); only what it changed is sent, as a merge patch with the
+ * resourceVersion precondition. On 409 the Build is read again and `mutate` applied again, so
+ * another writer's fields (the operator's pod reference and conditions) are kept, and so is ours.
+ * `mutate` must therefore be repeatable: derive the change from the Build it is given.
+ * Resolves to the stored Build; writes nothing when `mutate` changed nothing.
+ */
+export async function updateBuildStatus(
+  transport: Transport,
+  ref: BuildRef,
+  mutate: (build: Build) => void,
+  options: UpdateOptions = {},
+): Promise<Build> {
+  const logger = options.logger ?? silentLogger;
+  const maxAttempts = options.maxAttempts ?? DEFAULT_UPDATE_ATTEMPTS;
+  let current = options.base ?? (await getBuild(transport, ref, options));
+  for (let attempt = 1; ; attempt++) {
+    const draft = structuredClone(current);
+    draft.status ??= {};
+    mutate(draft);
+    if (jsonEqual(current.status ?? {}, draft.status ?? {})) return current;
+    const diff = createMergePatch(current.status ?? {}, draft.status ?? {});
+    try {
+      return await patchBuildStatus(transport, ref, { status: diff ?? {} }, {
+        type: 'merge',
+        resourceVersion: current.metadata.resourceVersion!,
+        signal: options.signal,
+      });
+    } catch (err) {
+      if (!isConflict(err) || attempt >= maxAttempts) throw err;
+      logger.debug('status write conflicted; re-reading and re-applying', { build: `${ref.namespace}/${ref.name}`, attempt });
+      current = await getBuild(transport, ref, options);
+    }
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Condition and phase rules (pure). The vocabulary (status values and phase names) lives in one
+ * object so a CRD that spells them differently can pass its own.
+ */
+import type { BuildCondition, BuildPhase, BuildStatus, ConditionStatus } from './types.js';
+
+export const ConditionStatuses = Object.freeze({
+  Initialized: '',
+  InProgress: 'In Progress',
+  Success: 'Success',
+  Error: 'Error',
+} as const satisfies Record<string, ConditionStatus>);
+
+export const Phases = Object.freeze({
+  Pending: '',
+  Running: 'Running',
+  Done: 'Done',
+  Errored: 'Errored',
+} as const satisfies Record<string, BuildPhase>);
+
+export interface Vocabulary {
+  initialized: string;
+  inProgress: string;
+  success: string;
+  error: string;
+  pending: string;
+  running: string;
+  done: string;
+  errored: string;
+}
+
+export const DEFAULT_VOCABULARY: Readonly<Vocabulary> = Object.freeze({
+  initialized: ConditionStatuses.Initialized,
+  inProgress: ConditionStatuses.InProgress,
+  success: ConditionStatuses.Success,
+  error: ConditionStatuses.Error,
+  pending: Phases.Pending,
+  running: Phases.Running,
+  done: Phases.Done,
+  errored: Phases.Errored,
+});
+
+/** RFC 3339 at second precision, as `metav1.Time` serialises. */
+export function formatTime(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** A copy of the condition of `type`, or a fresh initialized one when there is none. */
+export function getCondition(
+  status: BuildStatus | undefined,
+  type: string,
+  vocabulary: Vocabulary = DEFAULT_VOCABULARY,
+): BuildCondition {
+  const found = status?.conditions?.find((c) => c.type === type);
+  return found ? { ...found } : { type, status: vocabulary.initialized as ConditionStatus };
+}
+
+/**
+ * Puts `condition` into `status.conditions` (replacing the one of the same type, else appending)
+ * and returns `status`, which it changes in place. `lastTransitionTime` moves only when the status
+ * value changes: a repeat of the same status keeps the time of the real transition.
+ */
+export function setCondition(status: BuildStatus, condition: BuildCondition, now: Date = new Date()): BuildStatus {
+  const conditions = (status.conditions ??= []);
+  const index = conditions.findIndex((c) => c.type === condition.type);
+  const previous = index >= 0 ? conditions[index] : undefined;
+  const next: BuildCondition = { ...condition };
+  if (previous && previous.status === condition.status) {
+    if (previous.lastTransitionTime !== undefined) next.lastTransitionTime = previous.lastTransitionTime;
+    else delete next.lastTransitionTime;
+  } else {
+    next.lastTransitionTime = formatTime(now);
+  }
+  for (const key of ['reason', 'message'] as const) if (next[key] === undefined) delete next[key];
+  if (index >= 0) conditions[index] = next;
+  else conditions.push(next);
+  return status;
+}
+
+/**
+ * Any `Error` gives `Errored`; all `Success` gives `Done`; otherwise `Running`. No conditions at
+ * all means nothing has started: the pending phase (`""`).
+ */
+export function derivePhase(
+  conditions: readonly BuildCondition[] | undefined,
+  vocabulary: Vocabulary = DEFAULT_VOCABULARY,
+): BuildPhase {
+  if (!conditions || conditions.length === 0) return vocabulary.pending as BuildPhase;
+  if (conditions.some((c) => c.status === vocabulary.error)) return vocabulary.errored as BuildPhase;
+  if (conditions.every((c) => c.status === vocabulary.success)) return vocabulary.done as BuildPhase;
+  return vocabulary.running as BuildPhase;
+}
+
+/** `setCondition`, then the phase derived from the result. */
+export function applyCondition(
+  status: BuildStatus,
+  condition: BuildCondition,
+  now: Date = new Date(),
+  vocabulary: Vocabulary = DEFAULT_VOCABULARY,
+): BuildStatus {
+  setCondition(status, condition, now);
+  status.phase = derivePhase(status.conditions, vocabulary);
+  return status;
+}

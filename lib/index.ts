@@ -1,0 +1,74 @@
+/** spot-runtime's public API: everything not exported here is internal and may change. */
+export { createClient, clientFromConfig, type ClientOptions, type SpotClient, type BuildClient } from './client.js';
+export { loadConfig, serverUrl, DEFAULT_SERVICEACCOUNT_DIR, type ConfigOptions, type ClusterConfig } from './config.js';
+export { FileTokenSource, StaticTokenSource, TOKEN_REREAD_PERIOD_MS, type TokenSource } from './token.js';
+export { createTransport, type Transport, type TransportOptions, type RequestOptions, type HttpMethod } from './transport.js';
+export { DEFAULT_RETRY_POLICY, retryDelay, parseRetryAfter, type RetryPolicy, type AttemptFailure } from './retry.js';
+export {
+  getBuild,
+  replaceBuildStatus,
+  patchBuildStatus,
+  updateBuildStatus,
+  buildPath,
+  MERGE_PATCH,
+  JSON_PATCH,
+  type CallOptions,
+  type PatchOptions,
+  type UpdateOptions,
+} from './builds.js';
+export { EventRecorder, makeEvent, eventName, truncateUtf8, MAX_MESSAGE_BYTES, type EventInput, type EventOutcome, type EventRecorderOptions } from './events.js';
+export {
+  getCondition,
+  setCondition,
+  derivePhase,
+  applyCondition,
+  formatTime,
+  ConditionStatuses,
+  Phases,
+  DEFAULT_VOCABULARY,
+  type Vocabulary,
+} from './conditions.js';
+export { createMergePatch, jsonEqual, type JsonPatchOperation } from './patches.js';
+export {
+  runTasks,
+  monitorCondition,
+  recordErrorAndExit,
+  handleStopSignals,
+  ExitCodes,
+  Reasons,
+  DEFAULT_GRACE_MS,
+  DEFAULT_FATAL_DEADLINE_MS,
+  type Task,
+  type TaskContext,
+  type TaskResult,
+  type RunOptions,
+  type RunOutcome,
+  type ConditionOutcome,
+  type StopSignal,
+} from './runner.js';
+export { parseBuildReference, formatBuildReference, buildRef, validateName, validateNamespace } from './names.js';
+export {
+  SpotError,
+  ConfigError,
+  InvalidNameError,
+  ApiError,
+  ResponseError,
+  NetworkError,
+  TimeoutError,
+  AbortedError,
+  TaskFailure,
+  isSpotError,
+  isApiError,
+  isNotFound,
+  isConflict,
+  isAlreadyExists,
+  isUnauthorized,
+  isForbidden,
+  isTooManyRequests,
+  isInvalid,
+  type SpotErrorCode,
+  type RequestTarget,
+} from './errors.js';
+export { createLogger, silentLogger, redact, type Logger, type LogLevel, type LogFormat, type LogFields } from './log.js';
+export { VERSION } from './version.js';
+export * from './types.js';

@@ -1,0 +1,61 @@
+/**
+ * Patch building (pure). Status writes are JSON merge patches (RFC 7386) that carry only what
+ * changed plus `metadata.resourceVersion` as an optimistic-lock precondition: smaller than a PUT
+ * of the whole object, and just as safe, since a stale resourceVersion gets 409 Conflict.
+ */
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonPatchOperation =
+  | { op: 'add' | 'replace' | 'test'; path: string; value: unknown }
+  | { op: 'remove'; path: string }
+  | { op: 'move' | 'copy'; from: string; path: string };
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Structural equality of JSON values (key order does not matter). */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((v, i) => jsonEqual(v, b[i]));
+  if (isObject(a) && isObject(b)) {
+    const ka = Object.keys(a).filter((k) => a[k] !== undefined);
+    const kb = Object.keys(b).filter((k) => b[k] !== undefined);
+    return ka.length === kb.length && ka.every((k) => jsonEqual(a[k], b[k]));
+  }
+  return false;
+}
+
+/**
+ * The RFC 7386 merge patch that turns `before` into `after`, or undefined when they are equal.
+ * Arrays are replaced whole (merge patch cannot address elements), removed keys become `null`.
+ */
+export function createMergePatch(before: unknown, after: unknown): unknown {
+  if (jsonEqual(before, after)) return undefined;
+  if (!isObject(before) || !isObject(after)) return after === undefined ? null : after;
+  const patch: Record<string, unknown> = {};
+  for (const key of Object.keys(after)) {
+    if (after[key] === undefined) continue;
+    const sub = createMergePatch(before[key], after[key]);
+    if (sub !== undefined) patch[key] = sub;
+  }
+  for (const key of Object.keys(before)) {
+    if (before[key] !== undefined && (!(key in after) || after[key] === undefined)) patch[key] = null;
+  }
+  return patch;
+}
+
+/** Adds a resourceVersion precondition to a merge patch. */
+export function withResourceVersion(patch: Record<string, unknown>, resourceVersion: string): Record<string, unknown> {
+  const metadata = isObject(patch.metadata) ? patch.metadata : {};
+  return { ...patch, metadata: { ...metadata, resourceVersion } };
+}
+
+/**
+ * Adds a resourceVersion precondition to a JSON patch. A `replace` (not a `test`) of the version:
+ * the server then compares it with storage and answers 409 Conflict when stale, where a failed
+ * `test` would answer 422 and look like a bad request.
+ */
+export function jsonPatchWithResourceVersion(ops: JsonPatchOperation[], resourceVersion: string): JsonPatchOperation[] {
+  return [{ op: 'replace', path: '/metadata/resourceVersion', value: resourceVersion }, ...ops];
+}
