@@ -31,6 +31,12 @@ export function registerSecret(value: string): void {
   if (secrets.size > MAX_SECRETS) secrets.delete(secrets.values().next().value as string);
 }
 
+/** True when `text` holds a registered secret. */
+export function containsSecret(text: string): boolean {
+  for (const secret of secrets) if (text.includes(secret)) return true;
+  return false;
+}
+
 /** Replaces every registered secret in `text` with `[REDACTED]`. */
 export function redact(text: string): string {
   let out = text;

@@ -1,0 +1,242 @@
+/**
+ * Shell steps as tasks: each step is a child process in its own process group, its output streamed
+ * live with a prefix, the tail of its stderr kept (bounded) for the failure message, a per-step
+ * timeout, and a results folder through which it hands back what it produced.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AbortedError, TaskFailure } from './errors.js';
+import { containsSecret, redact, type Logger } from './log.js';
+import type { Task, TaskResult } from './runner.js';
+import type { BuildStatus } from './types.js';
+
+export interface StepSpec {
+  /** Condition type, e.g. `Building Image`. */
+  type: string;
+  /** Run with `sh -c`. Exactly one of `command` and `argv`. */
+  command?: string;
+  /** Run directly, no shell. */
+  argv?: string[];
+  timeoutSeconds?: number;
+  /** Added to the inherited environment. */
+  env?: Record<string, string>;
+}
+
+export interface StepOptions {
+  /** Where prefixed output goes (default: this process's stdout and stderr). */
+  stdout?: (text: string) => void;
+  stderr?: (text: string) => void;
+  /** Time between TERM and KILL when a step is stopped (default 5 s). */
+  killGraceMs?: number;
+  /** How much of the stderr tail goes into a failure message. */
+  tailLines?: number;
+  tailBytes?: number;
+  /** Parent folder of the results folders (default the OS temp folder). */
+  resultsParent?: string;
+}
+
+export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageMetadata: 'image-metadata' });
+
+/** The last lines of a stream, bounded in lines and bytes whatever the stream's size. */
+export class TailBuffer {
+  #lines: string[] = [];
+  #partial = '';
+  constructor(
+    private readonly maxLines = 20,
+    private readonly maxBytes = 2048,
+  ) {}
+
+  push(text: string): void {
+    const parts = (this.#partial + text).split('\n');
+    this.#partial = parts.pop()!.slice(-this.maxBytes);
+    for (const line of parts) {
+      this.#lines.push(line.length > this.maxBytes ? `...${line.slice(-this.maxBytes)}` : line);
+      if (this.#lines.length > this.maxLines) this.#lines.shift();
+    }
+  }
+
+  /** The kept tail, trimmed to the byte bound from the end. */
+  text(): string {
+    const all = [...this.#lines, ...(this.#partial ? [this.#partial] : [])].filter((l) => l.trim() !== '');
+    let out = all.slice(-this.maxLines).join('\n');
+    if (Buffer.byteLength(out) > this.maxBytes) out = `...${out.slice(-this.maxBytes)}`;
+    return out;
+  }
+}
+
+/** Splits a byte stream into lines and writes each with `prefix`; overlong lines are cut, not buffered. */
+function prefixer(prefix: string, write: (text: string) => void, maxLine = 64 * 1024): { push(chunk: string): void; end(): void } {
+  let partial = '';
+  return {
+    push(chunk) {
+      const parts = (partial + chunk).split('\n');
+      partial = parts.pop()!;
+      if (partial.length > maxLine) {
+        parts.push(partial);
+        partial = '';
+      }
+      if (parts.length) write(parts.map((l) => `${prefix}${l}\n`).join(''));
+    },
+    end() {
+      if (partial) write(`${prefix}${partial}\n`);
+      partial = '';
+    },
+  };
+}
+
+/** The step's environment: ours plus its own, minus anything that carries a secret we hold. */
+function stepEnv(spec: StepSpec, resultsDir: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !containsSecret(v)) env[k] = v;
+  return { ...env, ...spec.env, SPOT_RESULTS_DIR: resultsDir, SPOT_STEP: spec.type };
+}
+
+async function readResults(dir: string, type: string): Promise<Partial<BuildStatus> | undefined> {
+  const read = (name: string) => readFile(join(dir, name), 'utf8').catch(() => undefined);
+  const [url, metadata] = await Promise.all([read(RESULT_FILES.imageUrl), read(RESULT_FILES.imageMetadata)]);
+  if (url === undefined && metadata === undefined) return undefined;
+  const image: NonNullable<BuildStatus['image']> = {};
+  if (url !== undefined && url.trim() !== '') image.url = url.trim();
+  if (metadata !== undefined && metadata.trim() !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(metadata);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed) || !Object.values(parsed).every((v) => typeof v === 'string')) {
+      throw new TaskFailure('InvalidResult', `${type} wrote ${RESULT_FILES.imageMetadata}, which must be a JSON object of strings`);
+    }
+    image.metadata = parsed as Record<string, string>;
+  }
+  return Object.keys(image).length ? { image } : undefined;
+}
+
+function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: the group is already gone.
+  }
+}
+
+/** Runs one step to completion; resolves with its results, rejects with a `TaskFailure` or `AbortedError`. */
+export async function runStep(spec: StepSpec, signal: AbortSignal, log: Logger, options: StepOptions = {}): Promise<TaskResult> {
+  const resultsDir = await mkdtemp(join(options.resultsParent ?? tmpdir(), 'spot-results-'));
+  try {
+    await execute(spec, resultsDir, signal, log, options);
+    const status = await readResults(resultsDir, spec.type);
+    return status ? { status } : {};
+  } finally {
+    await rm(resultsDir, { recursive: true, force: true });
+  }
+}
+
+function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: Logger, options: StepOptions): Promise<void> {
+  const [file, args] = spec.argv ? [spec.argv[0]!, spec.argv.slice(1)] : ['sh', ['-c', spec.command ?? '']];
+  const killGraceMs = options.killGraceMs ?? 5_000;
+  const out = prefixer(`[${spec.type}] `, options.stdout ?? ((t) => process.stdout.write(redact(t))));
+  const err = prefixer(`[${spec.type}] `, options.stderr ?? ((t) => process.stderr.write(redact(t))));
+  const tail = new TailBuffer(options.tailLines ?? 20, options.tailBytes ?? 2048);
+
+  return new Promise<void>((resolve, reject) => {
+    signal.throwIfAborted();
+    // detached: its own process group, so a stop reaches the step's children too.
+    const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir) });
+    child.stdout.setEncoding('utf8').on('data', (c: string) => out.push(c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      err.push(c);
+      tail.push(c);
+    });
+
+    let stopped: { reason: 'Timeout' | 'Aborted'; at: number } | undefined;
+    let killTimer: NodeJS.Timeout | undefined;
+    const stop = (reason: 'Timeout' | 'Aborted') => {
+      if (stopped) return;
+      stopped = { reason, at: Date.now() };
+      log.debug(`stopping step: ${reason === 'Timeout' ? 'timed out' : 'interrupted'}`, { pid: child.pid });
+      killGroup(child.pid, 'SIGTERM');
+      killTimer = setTimeout(() => killGroup(child.pid, 'SIGKILL'), killGraceMs);
+    };
+    const timeout =
+      spec.timeoutSeconds !== undefined ? setTimeout(() => stop('Timeout'), spec.timeoutSeconds * 1000) : undefined;
+    const onAbort = () => stop('Aborted');
+    signal.addEventListener('abort', onAbort, { once: true });
+
+    const finish = () => {
+      clearTimeout(timeout);
+      clearTimeout(killTimer);
+      signal.removeEventListener('abort', onAbort);
+      out.end();
+      err.end();
+    };
+    // The leader exited: anything it left running in its group goes too, so the pipes close and
+    // no stray process outlives its step.
+    child.on('exit', () => killGroup(child.pid, 'SIGKILL'));
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      finish();
+      reject(new TaskFailure('StepFailed', `cannot start ${JSON.stringify(file)}: ${e.code ?? e.message}`, { cause: e }));
+    });
+    child.on('close', (code, sig) => {
+      finish();
+      if (stopped?.reason === 'Aborted') return reject(new AbortedError('step interrupted', undefined));
+      const last = tail.text();
+      const lastLines = last ? `; last stderr lines:\n${last}` : '';
+      if (stopped?.reason === 'Timeout') {
+        return reject(new TaskFailure('Timeout', `timed out after ${spec.timeoutSeconds}s and was stopped${lastLines}`));
+      }
+      if (code === 0) return resolve();
+      const how = code !== null ? `exit code ${code}` : `killed by ${sig}`;
+      reject(new TaskFailure('StepFailed', `${how}${lastLines}`));
+    });
+  });
+}
+
+/** A step as a runner task. */
+export function stepTask(spec: StepSpec, options: StepOptions = {}): Task {
+  return { type: spec.type, run: ({ signal, log }) => runStep(spec, signal, log, options) };
+}
+
+/** Checks a `--tasks` file's content; returns the steps or throws a TypeError naming the bad entry. */
+export function parseSteps(value: unknown, source: string): StepSpec[] {
+  if (!Array.isArray(value)) throw new TypeError(`${source} must hold a JSON list of steps`);
+  return value.map((entry, i) => {
+    const where = `${source} step ${i + 1}`;
+    if (!entry || typeof entry !== 'object' || Array.isArray(entry)) throw new TypeError(`${where} is not an object`);
+    const { type, command, argv, timeoutSeconds, env, ...rest } = entry as Record<string, unknown>;
+    const unknown = Object.keys(rest);
+    if (unknown.length) throw new TypeError(`${where} has unknown field ${JSON.stringify(unknown[0])}`);
+    if (typeof type !== 'string' || type.trim() === '') throw new TypeError(`${where} needs a "type" (the condition type)`);
+    if ((command === undefined) === (argv === undefined)) throw new TypeError(`${where} (${type}) needs exactly one of "command" or "argv"`);
+    if (command !== undefined && (typeof command !== 'string' || command.trim() === '')) {
+      throw new TypeError(`${where} (${type}): "command" must be a non-empty string`);
+    }
+    if (argv !== undefined && (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string'))) {
+      throw new TypeError(`${where} (${type}): "argv" must be a non-empty list of strings`);
+    }
+    if (timeoutSeconds !== undefined && !(typeof timeoutSeconds === 'number' && timeoutSeconds > 0 && Number.isFinite(timeoutSeconds))) {
+      throw new TypeError(`${where} (${type}): "timeoutSeconds" must be a positive number`);
+    }
+    if (env !== undefined && (!env || typeof env !== 'object' || Array.isArray(env) || !Object.values(env).every((v) => typeof v === 'string'))) {
+      throw new TypeError(`${where} (${type}): "env" must be an object of strings`);
+    }
+    const spec: StepSpec = { type: type.trim() };
+    if (command !== undefined) spec.command = command as string;
+    if (argv !== undefined) spec.argv = argv as string[];
+    if (timeoutSeconds !== undefined) spec.timeoutSeconds = timeoutSeconds as number;
+    if (env !== undefined) spec.env = env as Record<string, string>;
+    return spec;
+  });
+}
+
+/** Parses `--step "TYPE=COMMAND"`. */
+export function parseStepFlag(flag: string): StepSpec {
+  const at = flag.indexOf('=');
+  const type = at > 0 ? flag.slice(0, at).trim() : '';
+  const command = at > 0 ? flag.slice(at + 1) : '';
+  if (!type || !command.trim()) throw new TypeError(`--step ${JSON.stringify(flag)} must look like "TYPE=COMMAND", e.g. "Building Image=make image"`);
+  return { type, command };
+}
