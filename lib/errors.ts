@@ -3,6 +3,7 @@
  * so callers (and the `spot-run` command) can match without `instanceof`, which breaks across
  * duplicated copies of a package. Messages that come from a request end with `(METHOD /path)`.
  */
+import { redact } from './log.js';
 import type { Status, StatusDetails } from './types.js';
 
 export type SpotErrorCode =
@@ -99,7 +100,8 @@ export class ApiError extends SpotError {
       `the server responded with status ${statusCode}`,
     ];
     const reason = status?.reason || generic[0];
-    const serverMessage = status?.message || generic[1];
+    // The server's text is untrusted: a proxy or webhook authenticator may echo the request's token.
+    const serverMessage = redact(status?.message || generic[1]);
     const snippet = init.bodySnippet ? `: ${JSON.stringify(init.bodySnippet)}` : '';
     super(`${statusCode} ${reason}: ${serverMessage}${snippet} ${at(target)}`);
     this.statusCode = statusCode;
