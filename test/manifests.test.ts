@@ -1,5 +1,5 @@
 /**
- * deploy/*.yaml checked with the real kubectl, offline.
+ * deploy/*.yaml checked with the real kubectl, offline (and the Dockerfile against package.json).
  *
  * `kubectl apply --dry-run=client` is not an offline command: even with --validate=false it asks
  * the API server's discovery endpoints which resource a kind maps to, and with validation on it
@@ -828,7 +828,11 @@ test('the builder pod runs spot-run for the sample Build as the runtime expects'
   assert.deepEqual(env.get('POD_NAMESPACE')?.valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } });
 
   const args = container.args ?? [];
-  const knownFlags = new Set(['--build', '--step', '--tasks', '--server', '--token-file', '--log-format', '--help', '--version']);
+  // spot-run's flags (scripts/spot-run.ts --help); a misspelt one would be a usage error (exit 2).
+  const knownFlags = new Set([
+    '--build', '--step', '--tasks', '--server', '--token-file', '--ca-file', '--log-format', '--log-level',
+    '--grace', '--api-timeout', '--api-deadline', '--help', '--version',
+  ]);
   for (const arg of args.filter((a) => a.startsWith('--'))) assert.ok(knownFlags.has(arg.split('=')[0] ?? arg), `spot-run has no flag ${arg}`);
   // The kubelet expands $(NAME) in args before the shell sees them.
   for (const arg of args) assert.doesNotMatch(arg, /\$\(/, `"${arg}" would be expanded by the kubelet`);
@@ -837,6 +841,60 @@ test('the builder pod runs spot-run for the sample Build as the runtime expects'
   assert.deepEqual(steps.map((s) => s.type), ['Fetching Source', 'Building Image', 'Pushing Image']);
   for (const step of steps) assert.ok(step.command.trim(), `step "${step.type}" has a command`);
   assert.match(steps[2]?.command ?? '', /"?\$SPOT_RESULTS_DIR"?\/image-url/);
+});
+
+/** Whether docker would leave `path` out of the build context (last matching pattern wins). */
+function dockerIgnores(patterns: string[], path: string): boolean {
+  const toRegExp = (pattern: string): RegExp => {
+    const body = pattern
+      .replace(/\/+$/, '')
+      .split(/(\*\*\/|\*|\?)/)
+      .map((part) => (part === '**/' ? '(?:.*/)?' : part === '*' ? '[^/]*' : part === '?' ? '[^/]' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
+      .join('');
+    return new RegExp(`^${body}$`);
+  };
+  const segments = path.split('/');
+  const prefixes = segments.map((_, i) => segments.slice(0, i + 1).join('/'));
+  let ignored = false;
+  for (const line of patterns) {
+    const negated = line.startsWith('!');
+    const re = toRegExp(negated ? line.slice(1) : line);
+    // A pattern that matches a parent directory covers everything under it.
+    if (prefixes.some((prefix) => re.test(prefix))) ignored = !negated;
+  }
+  return ignored;
+}
+
+test('the Dockerfile runs the bin package.json declares, from sources the context holds', () => {
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; files: string[] };
+  const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#'));
+
+  const stages = dockerfile.split(/^FROM\s+/m).slice(1).map((stage) => ({
+    name: /^\S+\s+AS\s+(\S+)/i.exec(stage)?.[1] ?? '',
+    entrypoint: /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(stage)?.[1],
+    user: /^USER\s+(\S+)/m.exec(stage)?.[1],
+    copies: [...stage.matchAll(/^COPY\s+(?!--from)(.+)$/gm)].map((m) => (m[1] ?? '').trim().split(/\s+/).slice(0, -1)),
+  }));
+  const runtime = stages.at(-1);
+  assert.equal(runtime?.name, 'runtime', 'the runtime stage is last, so it is the default target');
+  assert.deepEqual(JSON.parse(runtime.entrypoint ?? 'null'), ['/nodejs/bin/node', `/app/${pkg.bin['spot-run']}`]);
+  const bundle = stages.find((stage) => stage.name === 'bundle');
+  assert.ok(pkg.files.includes('dist/spot-run.mjs'));
+  assert.deepEqual(JSON.parse(bundle?.entrypoint ?? 'null'), ['/nodejs/bin/node', '--enable-source-maps', '/app/spot-run.mjs']);
+  for (const stage of [runtime, bundle]) assert.equal(stage?.user, 'nonroot', `stage ${stage?.name} runs as nonroot`);
+
+  const sources = stages.flatMap((stage) => stage.copies.flat());
+  for (const required of ['package.json', 'package-lock.json', 'tsconfig.build.json', 'lib/', 'scripts/']) assert.ok(sources.includes(required), `COPY ${required}`);
+  for (const source of [...sources, 'lib/types.ts', 'scripts/build.ts', 'scripts/spot-run.ts']) {
+    assert.equal(dockerIgnores(ignore, source.replace(/\/$/, '')), false, `.dockerignore leaves ${source} out of the build context`);
+  }
+  for (const excluded of ['node_modules', 'dist/spot-run.mjs', '.git', 'test/manifests.test.ts', 'lib/x.test.ts']) {
+    assert.equal(dockerIgnores(ignore, excluded), true, `.dockerignore should keep ${excluded} out of the build context`);
+  }
 });
 
 // Last on purpose: node:test runs a file's top-level tests in order.

@@ -1,0 +1,41 @@
+# spot-runtime images. The default target (runtime) is dist/ plus production node_modules, laid out
+# exactly as `npm pack` + `npm ci --omit=dev` would lay them out in a scratch folder; the `bundle`
+# target is the single self-contained dist/spot-run.mjs.
+#
+# Steps run with `sh -c`, and distroless images have no shell: to run real steps, copy spot-run
+# into a builder image that has sh and the build tools
+#   COPY --from=registry.example.com/spot-runtime-bundle:0.1.0 /app/spot-run.mjs /usr/local/bin/spot-run
+# or build this image on a base with a shell:
+#   --build-arg RUNTIME_IMAGE=gcr.io/distroless/nodejs20-debian12:debug-nonroot   (busybox sh)
+# Pin both bases by digest in the registry's build pipeline; tags move.
+ARG NODE_IMAGE=node:20-bookworm-slim
+ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs20-debian12:nonroot
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+# Lockfile first: source edits do not invalidate the dependency layer.
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY lib/ lib/
+COPY scripts/ scripts/
+# The build needs the dev dependencies (typescript, esbuild, tsx) and smoke-runs its outputs;
+# then node_modules is reinstalled with only what runs in production (undici).
+RUN npm run build && npm ci --omit=dev --no-audit --no-fund
+
+FROM ${RUNTIME_IMAGE} AS bundle
+WORKDIR /app
+COPY --from=build /src/dist/spot-run.mjs /src/dist/spot-run.mjs.map ./
+USER nonroot
+# The bundle is minified: map stack traces back to the TypeScript sources.
+ENTRYPOINT ["/nodejs/bin/node", "--enable-source-maps", "/app/spot-run.mjs"]
+
+# Last, so a plain `docker build .` produces it. Files stay root-owned: the app cannot modify itself.
+FROM ${RUNTIME_IMAGE} AS runtime
+WORKDIR /app
+# package.json carries "type": "module", without which node would load dist/ as CommonJS.
+COPY --from=build /src/package.json ./
+COPY --from=build /src/node_modules/ node_modules/
+COPY --from=build /src/dist/ dist/
+USER nonroot
+ENTRYPOINT ["/nodejs/bin/node", "/app/dist/scripts/spot-run.js"]

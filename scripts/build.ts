@@ -1,0 +1,182 @@
+/**
+ * `npm run build`: turns the TypeScript sources into what package.json publishes.
+ *
+ *   dist/lib/**, dist/scripts/spot-run.js   tsc output (declarations, source maps): the library
+ *                                           export and the `spot-run` bin, run with the
+ *                                           production node_modules (undici) beside them.
+ *   dist/spot-run.mjs (+ .map)              the same command as one self-contained file, undici
+ *                                           inlined, to copy into any image that has Node 20.
+ *
+ * dist/ is rebuilt from scratch every time, so nothing from a deleted source file is ever
+ * shipped. Each output is smoke-run with --version before the build calls itself done.
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build, type BuildFailure } from 'esbuild';
+
+const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const DIST = join(ROOT, 'dist');
+const TSCONFIG = 'tsconfig.build.json';
+const ENTRY = join(ROOT, 'scripts', 'spot-run.ts');
+const BIN = join(DIST, 'scripts', 'spot-run.js');
+const BUNDLE = join(DIST, 'spot-run.mjs');
+const SMOKE_TIMEOUT_MS = 15_000;
+
+/**
+ * undici is CommonJS: inside an ESM bundle esbuild turns its `require('node:…')` calls into a shim
+ * that throws "Dynamic require of … is not supported" unless a real `require` is in scope. The
+ * import is aliased so that it cannot collide with a `createRequire` the bundled code imports
+ * itself (the banner is opaque text to esbuild, which cannot rename around it).
+ */
+const BANNER = [
+  '#!/usr/bin/env node',
+  "import { createRequire as __spotCreateRequire } from 'node:module';",
+  'const require = __spotCreateRequire(import.meta.url);',
+].join('\n');
+
+class BuildError extends Error {}
+
+function rel(path: string): string {
+  return relative(ROOT, path) || '.';
+}
+
+function formatSize(bytes: number): string {
+  return bytes < 1024 ? `${bytes} B` : `${(bytes / 1024).toFixed(1)} kB`;
+}
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? filesUnder(join(dir, entry.name)) : [join(dir, entry.name)],
+  );
+}
+
+function compile(): void {
+  // Through the project's own TypeScript, not whatever `tsc` is on PATH.
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  const run = spawnSync(process.execPath, [tsc, '-p', TSCONFIG, '--pretty'], { cwd: ROOT, stdio: 'inherit' });
+  if (run.error) throw new BuildError(`could not start tsc: ${run.error.message}`);
+  if (run.status !== 0) {
+    // tsc emits despite type errors; a half-right dist/ must not be mistaken for a build.
+    rmSync(DIST, { recursive: true, force: true });
+    const how = run.signal ? `was killed by ${run.signal}` : `exited ${run.status}`;
+    throw new BuildError(`tsc -p ${TSCONFIG} ${how}: fix the errors above (dist/ removed)`);
+  }
+}
+
+/** Every path package.json's bin and exports promise must exist, or the package is broken. */
+function checkPackageEntryPoints(): void {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    bin?: string | Record<string, string>;
+    exports?: unknown;
+  };
+  const promised = new Set<string>();
+  const bins = typeof pkg.bin === 'string' ? [pkg.bin] : Object.values(pkg.bin ?? {});
+  for (const bin of bins) promised.add(bin);
+  const collect = (value: unknown): void => {
+    if (typeof value === 'string') {
+      if (value.startsWith('./dist/')) promised.add(value);
+    } else if (value && typeof value === 'object') {
+      for (const nested of Object.values(value)) collect(nested);
+    }
+  };
+  collect(pkg.exports);
+  const missing = [...promised].filter((path) => !existsSync(join(ROOT, path)));
+  if (missing.length > 0) {
+    throw new BuildError(
+      `package.json points at ${missing.join(', ')}, which the build did not produce: ` +
+        `is the source missing from "include" in ${TSCONFIG}?`,
+    );
+  }
+}
+
+async function bundle(): Promise<void> {
+  // esbuild carries the entry's own "#!" line to the top of the output; the banner must then
+  // not add a second one, which would be a syntax error on line 2.
+  const entryHasShebang = readFileSync(ENTRY, 'utf8').startsWith('#!');
+  try {
+    await build({
+      absWorkingDir: ROOT,
+      entryPoints: [ENTRY],
+      outfile: BUNDLE,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      minify: true,
+      treeShaking: true,
+      // A separate .map plus a sourceMappingURL comment, so `node --enable-source-maps` finds it.
+      sourcemap: 'linked',
+      banner: { js: entryHasShebang ? BANNER.slice(BANNER.indexOf('\n') + 1) : BANNER },
+      logLevel: 'warning',
+    });
+  } catch (error) {
+    // esbuild has already printed its diagnostics; add which step failed.
+    const count = (error as Partial<BuildFailure>).errors?.length;
+    throw new BuildError(`esbuild could not bundle ${rel(ENTRY)}${count ? ` (${count} error${count === 1 ? '' : 's'} above)` : `: ${String(error)}`}`);
+  }
+  const firstLine = readFileSync(BUNDLE, 'utf8').split('\n', 1)[0];
+  if (firstLine !== '#!/usr/bin/env node') throw new BuildError(`${rel(BUNDLE)} starts with ${JSON.stringify(firstLine)}, not a node shebang`);
+}
+
+/**
+ * Loading the output is what catches a broken bundle (a require shim that throws, a duplicate
+ * declaration from the banner, a missing runtime dependency); --version does nothing else. The file
+ * is run as a user runs it, through its shebang and mode bits.
+ */
+function smoke(file: string): string {
+  const run = spawnSync(file, ['--version'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: SMOKE_TIMEOUT_MS,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (run.error || run.status !== 0) {
+    const detail = run.error?.message ?? (run.stderr.trim() || `exit ${run.status ?? run.signal}`);
+    throw new BuildError(`${rel(file)} --version failed: ${detail}`);
+  }
+  return run.stdout.trim();
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  if (!existsSync(ENTRY)) throw new BuildError(`${rel(ENTRY)} does not exist: nothing to build`);
+
+  rmSync(DIST, { recursive: true, force: true });
+  compile();
+  checkPackageEntryPoints();
+  await bundle();
+
+  // npm links the bin as it is: without "#!" the shell, not node, would run it.
+  if (!readFileSync(BIN, 'utf8').startsWith('#!/usr/bin/env node\n')) {
+    throw new BuildError(`${rel(BIN)} has no "#!/usr/bin/env node" line: ${rel(ENTRY)} must start with one (tsc keeps it)`);
+  }
+  // npm sets the bin's mode on install, but the image and `./dist/spot-run.mjs` use the files as built.
+  for (const file of [BIN, BUNDLE]) chmodSync(file, 0o755);
+
+  const versions = new Set([smoke(BIN), smoke(BUNDLE)]);
+  if (versions.size !== 1) throw new BuildError(`the two builds disagree on --version: ${[...versions].join(' vs ')}`);
+
+  const libFiles = filesUnder(join(DIST, 'lib'));
+  const libBytes = libFiles.reduce((sum, file) => sum + statSync(file).size, 0);
+  const rows: Array<[string, string]> = [
+    [rel(BIN), formatSize(statSync(BIN).size)],
+    [`${rel(join(DIST, 'lib'))}/ (${libFiles.length} files)`, formatSize(libBytes)],
+    [rel(BUNDLE), formatSize(statSync(BUNDLE).size)],
+    [rel(`${BUNDLE}.map`), formatSize(statSync(`${BUNDLE}.map`).size)],
+  ];
+  const width = Math.max(...rows.map(([name]) => name.length));
+  for (const [name, size] of rows) console.log(`  ${name.padEnd(width)}  ${size.padStart(9)}`);
+  console.log(`build: done in ${((performance.now() - started) / 1000).toFixed(1)} s (--version: ${[...versions][0]})`);
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof BuildError) {
+    console.error(`build failed: ${error.message}`);
+  } else {
+    console.error('build failed:', error);
+  }
+  process.exitCode = 1;
+});
