@@ -4,7 +4,7 @@
  * write, so N tasks cost 1 GET + N+1 status writes when nothing conflicts.
  */
 import type { BuildClient } from './client.js';
-import { applyCondition, DEFAULT_VOCABULARY, getCondition, type Vocabulary } from './conditions.js';
+import { applyCondition, DEFAULT_VOCABULARY, getCondition, setCondition, type Vocabulary } from './conditions.js';
 import { AbortedError, TaskFailure } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import type { Build, BuildRef, BuildStatus, ConditionStatus } from './types.js';
@@ -202,7 +202,16 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
     const started = Date.now();
     let build = await client.getBuild(ref);
     if (tasks.length === 0) return { outcome: 'done', build, exitCode: 0 };
-    let pending: Mutation = mark(tasks[0]!.type, vocabulary.inProgress, now(), vocabulary);
+    // The first write also lists every task's condition as initialized, so the plan is visible
+    // from the start (`kubectl get build -o yaml`), at no extra request.
+    const at = now();
+    let pending: Mutation = both(
+      mark(tasks[0]!.type, vocabulary.inProgress, at, vocabulary),
+      ...tasks.slice(1).map((t): Mutation => (b) => {
+        const status = (b.status ??= {});
+        if (!status.conditions?.some((c) => c.type === t.type)) setCondition(status, { type: t.type, status: vocabulary.initialized as ConditionStatus }, at);
+      }),
+    );
     const total = tasks.length;
 
     for (let i = 0; i < total; i++) {
