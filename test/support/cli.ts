@@ -1,0 +1,70 @@
+/**
+ * Runs the real `spot-run` command as a child process, the way a pod would, and collects what it
+ * did: exit code or signal, stdout, stderr, wall time, and (optionally) its peak RSS.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const SPOT_RUN_TS = fileURLToPath(new URL('../../scripts/spot-run.ts', import.meta.url));
+
+export interface CliResult {
+  /** Exit code, or null when killed by a signal. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Milliseconds from spawn to exit. */
+  ms: number;
+}
+
+export interface CliOptions {
+  /** Added to a minimal environment (PATH, HOME); the parent's variables are NOT inherited, so a test sees only what it sets. */
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  /** Kill the child (SIGKILL) after this many ms and fail the run (default 60 s). */
+  timeoutMs?: number;
+  /** Called once the child is spawned, e.g. to send it a signal later. */
+  onSpawn?: (child: ChildProcess) => void;
+  /** Called for each stdout/stderr chunk (e.g. to wait for a step to start). */
+  onOutput?: (text: string, stream: 'stdout' | 'stderr') => void;
+  /** Cap on collected output per stream (the rest is counted, not kept); default 4 MiB. */
+  maxOutput?: number;
+  /** Run another entry point (e.g. the built `dist/spot-run.mjs`) with plain node instead of tsx. */
+  entry?: string;
+}
+
+/** `spot-run ARGS` through tsx (or `node entry ARGS`), resolved when it exits. */
+export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
+  const nodeArgs = options.entry ? [options.entry, ...args] : ['--import', 'tsx', SPOT_RUN_TS, ...args];
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' };
+  for (const [k, v] of Object.entries(options.env ?? {})) if (v !== undefined) env[k] = v;
+  const max = options.maxOutput ?? 4 * 1024 * 1024;
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, nodeArgs, { cwd: options.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      if (stdout.length < max) stdout += c.slice(0, max - stdout.length);
+      options.onOutput?.(c, 'stdout');
+    });
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      if (stderr.length < max) stderr += c.slice(0, max - stderr.length);
+      options.onOutput?.(c, 'stderr');
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`spot-run ${args.join(' ')} did not exit within ${options.timeoutMs ?? 60_000} ms\nstderr:\n${stderr.slice(-2000)}`));
+    }, options.timeoutMs ?? 60_000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - started });
+    });
+    options.onSpawn?.(child);
+  });
+}
