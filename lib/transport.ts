@@ -110,7 +110,9 @@ export function createTransport(options: TransportOptions): Transport {
   const dispatcher: Dispatcher =
     options.dispatcher ??
     new Agent({
-      connect: { ca: options.ca, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_INITIAL_DELAY_MS },
+      // rejectUnauthorized is spelled out: left unset, NODE_TLS_REJECT_UNAUTHORIZED=0 in the
+      // environment would silently turn verification off.
+      connect: { ca: options.ca, rejectUnauthorized: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_INITIAL_DELAY_MS },
     });
 
   async function readBody(
