@@ -183,7 +183,8 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
     child.on('close', (code, sig) => {
       finish();
       if (stopped?.reason === 'Aborted') return reject(new AbortedError('step interrupted', undefined));
-      const last = tail.text();
+      // The tail goes into the Build's condition and a Warning event: no secret of ours may ride along.
+      const last = redact(tail.text());
       const lastLines = last ? `; last stderr lines:\n${last}` : '';
       if (stopped?.reason === 'Timeout') {
         return reject(new TaskFailure('Timeout', `timed out after ${spec.timeoutSeconds}s and was stopped${lastLines}`));
