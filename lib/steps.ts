@@ -52,6 +52,8 @@ export class TailBuffer {
     const parts = (this.#partial + text).split('\n');
     this.#partial = parts.pop()!.slice(-this.maxBytes);
     for (const line of parts) {
+      // Blank lines would push real ones out of the tail and are dropped from text() anyway.
+      if (line.trim() === '') continue;
       this.#lines.push(line.length > this.maxBytes ? `...${line.slice(-this.maxBytes)}` : line);
       if (this.#lines.length > this.maxLines) this.#lines.shift();
     }
@@ -61,9 +63,16 @@ export class TailBuffer {
   text(): string {
     const all = [...this.#lines, ...(this.#partial ? [this.#partial] : [])].filter((l) => l.trim() !== '');
     let out = all.slice(-this.maxLines).join('\n');
-    if (Buffer.byteLength(out) > this.maxBytes) out = `...${out.slice(-this.maxBytes)}`;
+    if (Buffer.byteLength(out) > this.maxBytes) out = `...${lastBytes(out, this.maxBytes)}`;
     return out;
   }
+}
+
+/** The end of `text` within `limit` UTF-8 bytes, starting on a character boundary. */
+function lastBytes(text: string, limit: number): string {
+  const bytes = Buffer.from(text, 'utf8');
+  // A cut inside a character decodes to U+FFFD at the start: drop it.
+  return bytes.subarray(Math.max(0, bytes.length - limit)).toString('utf8').replace(/^\uFFFD+/, '');
 }
 
 /** Splits a byte stream into lines and writes each with `prefix`; overlong lines are cut, not buffered. */
