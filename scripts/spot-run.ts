@@ -183,7 +183,9 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   const client = clientFromConfig(config, { logger: log, timeoutMs, retry: { deadlineMs } });
-  const tasks = specs.map((s) => stepTask(s));
+  // A step that ignores SIGTERM gets SIGKILL after killGraceMs: that must land well inside the grace
+  // period, or the run is force-exited before it can report the interruption.
+  const tasks = specs.map((s) => stepTask(s, { killGraceMs: Math.min(5_000, graceMs / 2) }));
   log.info(`spot-run ${VERSION}: Build ${ref.namespace}/${ref.name}, ${tasks.length} step${tasks.length === 1 ? '' : 's'}`, {
     server: config.server,
   });
