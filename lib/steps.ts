@@ -132,6 +132,24 @@ function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   }
 }
 
+/**
+ * Process groups of the steps running now. A forced exit (a second signal, the grace period
+ * running out) skips every pending timer, the KILL included: the 'exit' hook kills what is left,
+ * so no step outlives the runtime.
+ */
+const runningGroups = new Set<number>();
+let exitHookInstalled = false;
+
+function trackGroup(pid: number | undefined): void {
+  if (pid === undefined) return;
+  runningGroups.add(pid);
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const group of runningGroups) killGroup(group, 'SIGKILL');
+  });
+}
+
 /** Runs one step to completion; resolves with its results, rejects with a `TaskFailure` or `AbortedError`. */
 export async function runStep(spec: StepSpec, signal: AbortSignal, log: Logger, options: StepOptions = {}): Promise<TaskResult> {
   const resultsDir = await mkdtemp(join(options.resultsParent ?? tmpdir(), 'spot-results-'));
@@ -155,6 +173,7 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
     signal.throwIfAborted();
     // detached: its own process group, so a stop reaches the step's children too.
     const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir) });
+    trackGroup(child.pid);
     child.stdout.setEncoding('utf8').on('data', (c: string) => out.push(c));
     child.stderr.setEncoding('utf8').on('data', (c: string) => {
       err.push(c);
@@ -176,6 +195,7 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
     signal.addEventListener('abort', onAbort, { once: true });
 
     const finish = () => {
+      if (child.pid !== undefined) runningGroups.delete(child.pid);
       clearTimeout(timeout);
       clearTimeout(killTimer);
       signal.removeEventListener('abort', onAbort);
