@@ -1,0 +1,123 @@
+/**
+ * `npm run bench`: spot-runtime against @kubernetes/client-node and two library-free floors, all
+ * doing the same job against the local API server (test/support/apiserver.ts) over TLS, in
+ * in-cluster mode. Prints the targets and a markdown table, and writes BENCHMARKS.md.
+ *
+ *   --rounds N      interleaved rounds per figure (default 10, after one warm-up round)
+ *   --writes N      timed writes per latency loop (default 1000)
+ *   --no-footprint  skip `npm pack` and the scratch installs (they need the npm registry or cache)
+ *
+ * Only a run with the defaults writes BENCHMARKS.md. The jobs are in bench/jobs/, and how each
+ * figure is taken is written out in BENCHMARKS.md.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { compileJobs } from '../bench/compile.js';
+import { measureFootprints } from '../bench/footprint.js';
+import { CONTENDERS, runJobRounds } from '../bench/job-runs.js';
+import { ROOT } from '../bench/paths.js';
+import { consoleReport, markdown, type Results } from '../bench/report.js';
+import { runWriteRounds, WRITE_LOOPS } from '../bench/write-latency.js';
+import { startApiServer } from '../test/support/apiserver.js';
+
+const DEFAULT_ROUNDS = 10;
+const DEFAULT_WRITES = 1000;
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: String(DEFAULT_ROUNDS) },
+    writes: { type: 'string', default: String(DEFAULT_WRITES) },
+    'no-footprint': { type: 'boolean', default: false },
+  },
+});
+const rounds = Number(values.rounds);
+const writes = Number(values.writes);
+if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(writes) || writes < 1) {
+  console.error('bench: --rounds and --writes take positive integers');
+  process.exit(2);
+}
+const fullRun = rounds >= DEFAULT_ROUNDS && writes >= DEFAULT_WRITES && !values['no-footprint'];
+
+const started = performance.now();
+const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`;
+const log = (line: string) => console.log(`[${elapsed().padStart(5)}] ${line}`);
+
+/** Why dist/ must be (re)built before measuring it, or undefined when it is current. */
+function staleDist(): string | undefined {
+  const index = join(ROOT, 'dist', 'lib', 'index.js');
+  if (!existsSync(index) || !existsSync(join(ROOT, 'dist', 'spot-run.mjs'))) return 'dist/ is missing';
+  const builtAt = statSync(index).mtimeMs;
+  const changed = readdirSync(join(ROOT, 'lib')).find((file) => statSync(join(ROOT, 'lib', file)).mtimeMs > builtAt);
+  return changed ? `lib/${changed} changed after the last build` : undefined;
+}
+
+function ensureBuilt(): void {
+  const reason = staleDist();
+  if (!reason) return;
+  log(`${reason}: npm run build`);
+  const build = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
+  if (build.status !== 0) throw new Error(`npm run build exited ${build.status ?? build.signal}`);
+}
+
+async function main(): Promise<void> {
+  const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  ensureBuilt();
+  log('compiling the jobs into dist/bench/');
+  await compileJobs();
+
+  const loadBefore = loadavg()[0]!;
+  const server = await startApiServer();
+  let jobs: Results['jobs'];
+  let loops: Results['loops'];
+  try {
+    log(`status-flow job: ${CONTENDERS.length} contenders, 1 warm-up round + ${rounds} rounds`);
+    jobs = await runJobRounds(server, rounds, (round) => log(round === 0 ? '  warm-up round done' : `  round ${round}/${rounds}`));
+    log(`per-write latency: ${WRITE_LOOPS.length} loops × ${rounds} rounds × ${writes} writes`);
+    loops = await runWriteRounds(server, rounds, writes, (round) => log(`  round ${round}/${rounds}`));
+  } finally {
+    await server.stop();
+  }
+  const loadAfter = loadavg()[0]!;
+
+  let footprints: Results['footprints'];
+  if (!values['no-footprint']) {
+    log('footprint: npm pack and production installs in scratch folders');
+    footprints = await measureFootprints();
+  }
+
+  const args = process.argv.slice(2);
+  const results: Results = {
+    machine: {
+      cpu: cpus()[0]?.model.trim() ?? 'unknown CPU',
+      cores: availableParallelism(),
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      loadBefore,
+      loadAfter,
+    },
+    date,
+    command: ['npm run bench', ...(args.length ? ['--', ...args] : [])].join(' '),
+    rounds,
+    writes,
+    jobs,
+    loops,
+    footprints,
+    seconds: (performance.now() - started) / 1000,
+  };
+  if (fullRun) {
+    writeFileSync(join(ROOT, 'BENCHMARKS.md'), markdown(results));
+    log('wrote BENCHMARKS.md');
+  } else {
+    log('BENCHMARKS.md left alone: only a run with the defaults writes it');
+  }
+  console.log(`\n${consoleReport(results)}`);
+}
+
+main().catch((error: unknown) => {
+  console.error(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  process.exitCode = 1;
+});
