@@ -266,8 +266,8 @@ describe('signal handling (handleSignals / handleStopSignals)', () => {
 describe('when the API server does not take everything', () => {
   test('events refused (403): the run and its outcome are unchanged', async () => {
     const ref = newBuild('no-events');
-    const user = `system:serviceaccount:${server.namespace}:spot-build`;
-    server.setPermissions(user, [
+    const token = server.token;
+    server.setPermissions(token, [
       { verbs: ['get'], resources: ['builds'] },
       { verbs: ['get', 'update', 'patch'], resources: ['builds/status'] },
     ]);
@@ -284,7 +284,7 @@ describe('when the API server does not take everything', () => {
       ]);
       assert.equal(server.getBuild(ref.namespace, ref.name)!.status?.phase, 'Done');
     } finally {
-      server.setPermissions(user, BUILD_POD_RULES);
+      server.setPermissions(token, BUILD_POD_RULES);
     }
   });
 
