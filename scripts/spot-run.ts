@@ -10,6 +10,7 @@ import { loadConfig } from '../lib/config.js';
 import { isForbidden, isNotFound, isSpotError, isUnauthorized } from '../lib/errors.js';
 import { createLogger, redact, type LogFormat, type LogLevel } from '../lib/log.js';
 import { parseBuildReference } from '../lib/names.js';
+import { isTlsFailure } from '../lib/retry.js';
 import { ExitCodes, recordErrorAndExit, runTasks } from '../lib/runner.js';
 import { parseStepFlag, parseSteps, stepTask, type StepSpec } from '../lib/steps.js';
 import type { BuildRef } from '../lib/types.js';
@@ -56,6 +57,16 @@ Exit codes:
   130  interrupted by SIGINT
   143  interrupted by SIGTERM (pod deletion)
 `;
+
+/**
+ * Failures that the fatal path's bounded retry cannot turn around: a TLS failure (configuration,
+ * not weather) on any request, or a GET of the Build answered with something that is not a usable
+ * Build (the fatal path starts with that same GET). Reported as one line, like 401/403/404.
+ */
+function cannotChange(err: unknown): boolean {
+  const e = err as { code?: unknown; causeCode?: string; target?: { method?: string } };
+  return (e.code === 'ERR_SPOT_NETWORK' && isTlsFailure(e.causeCode)) || (e.code === 'ERR_SPOT_RESPONSE' && e.target?.method === 'GET');
+}
 
 /** An expected failure: one line on stderr and a documented exit code, never a stack trace. */
 class Exit extends Error {
@@ -198,8 +209,10 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     const where = `the API server at ${config.server}`;
     const summary = `cannot report Build ${ref.namespace}/${ref.name} to ${where}: ${redact((err as Error).message)}`;
-    // Nothing to record on: the Build is gone or we may not write it. Otherwise try once more, bounded.
-    if (!isSpotError(err) || isNotFound(err) || isForbidden(err) || isUnauthorized(err)) {
+    // Nothing to record on: the Build is gone, we may not write it, or asking again cannot give
+    // another answer (the server's certificate is not trusted; reading the Build gives something
+    // that is not one). Otherwise try once more, bounded.
+    if (!isSpotError(err) || isNotFound(err) || isForbidden(err) || isUnauthorized(err) || cannotChange(err)) {
       if (!isSpotError(err) && !(err instanceof TypeError)) throw err;
       throw new Exit(ExitCodes.ReportFailed, summary);
     }
