@@ -20,8 +20,8 @@ describe('getBuild', () => {
   test('a missing Build is an ApiError NotFound carrying the Status details', async () => {
     await withFixture('get-build-not-found', async (client) => {
       const err = await rejection(() => client.getBuild(ref));
-      assert.ok(err instanceof ApiError);
-      assert.ok(isNotFound(err));
+      assert.ok(err instanceof ApiError, String(err));
+      assert.ok(isNotFound(err), String(err));
       assert.equal(err.reason, 'NotFound');
       assert.equal(err.serverMessage, 'builds.spot.release.com "b1" not found');
       assert.deepEqual(err.details, { name: 'b1', group: 'spot.release.com', kind: 'builds' });
@@ -32,7 +32,7 @@ describe('getBuild', () => {
   test('a missing CRD (no route) is told apart from a missing Build by its details', async () => {
     await withFixture('get-build-crd-missing', async (client) => {
       const err = await rejection(() => client.getBuild(ref));
-      assert.ok(err instanceof ApiError && isNotFound(err));
+      assert.ok(err instanceof ApiError && isNotFound(err), String(err));
       assert.equal(err.details, undefined);
       assert.match(err.message, /the server could not find the requested resource/);
     });
@@ -66,7 +66,7 @@ describe('replaceBuildStatus', () => {
       const build = replyBody<Build>(loadFixture('get-build'), 0);
       build.status = replyBody<Build>(loadFixture('replace-build-status'), 0).status!;
       const err = await rejection(() => client.replaceBuildStatus(build));
-      assert.ok(isConflict(err));
+      assert.ok(isConflict(err), String(err));
     });
   });
 
@@ -75,7 +75,7 @@ describe('replaceBuildStatus', () => {
       const build = replyBody<Build>(loadFixture('get-build'), 0);
       delete build.metadata.resourceVersion;
       const err = await rejection(() => client.replaceBuildStatus(build));
-      assert.ok(err instanceof TypeError);
+      assert.ok(err instanceof TypeError, String(err));
       assert.match(err.message, /resourceVersion/);
     });
   });
@@ -119,7 +119,7 @@ describe('patchBuildStatus', () => {
       const err = await rejection(() =>
         client.patchBuildStatus(ref, { status: { phase: 'Finished' } }, { type: 'merge', resourceVersion: '1001' }),
       );
-      assert.ok(err instanceof ApiError && isInvalid(err));
+      assert.ok(err instanceof ApiError && isInvalid(err), String(err));
       assert.equal(err.details?.causes?.[0]?.field, 'status.phase');
       assert.equal(err.details?.kind, 'Build');
     });
@@ -160,7 +160,7 @@ describe('updateBuildStatus', () => {
   test('gives up after maxAttempts conflicts with the Conflict error', async () => {
     await withFixture('update-build-status-conflict-exhausted', async (client) => {
       const err = await rejection(() => client.updateBuildStatus(ref, succeeded, { maxAttempts: 2 }));
-      assert.ok(isConflict(err));
+      assert.ok(isConflict(err), String(err));
     });
   });
 
@@ -191,7 +191,7 @@ describe('updateBuildStatus', () => {
           build.status!.phase = 'Finished' as never;
         }),
       );
-      assert.ok(isInvalid(err));
+      assert.ok(isInvalid(err), String(err));
     });
   });
 });

@@ -80,7 +80,7 @@ describe('Retry-After', () => {
     const [first] = loadFixture('retry-429-text');
     await withFixture([first!], async (client) => {
       const err = await rejection(() => client.getBuild(ref));
-      assert.ok(err instanceof ApiError);
+      assert.ok(err instanceof ApiError, String(err));
       assert.equal(err.statusCode, 429);
       assert.equal(err.reason, 'TooManyRequests');
       assert.equal(err.retryAfterSeconds, 1);
@@ -100,7 +100,7 @@ describe('5xx', () => {
   test('an unconditional patch is not retried after a 503 without Retry-After', async () => {
     await withFixture('retry-503-unsafe-write', async (client) => {
       const err = await rejection(() => client.patchBuildStatus(ref, { status: { phase: 'Running' } }, { type: 'merge' }));
-      assert.ok(err instanceof ApiError);
+      assert.ok(err instanceof ApiError, String(err));
       assert.equal(err.statusCode, 503);
       assert.equal(err.reason, 'ServiceUnavailable');
     });
@@ -116,7 +116,7 @@ describe('5xx', () => {
     const exchanges = loadFixture('retry-5xx-get').slice(0, 2);
     await withFixture(exchanges, async (client) => {
       const err = await rejection(() => client.getBuild(ref));
-      assert.ok(err instanceof ApiError);
+      assert.ok(err instanceof ApiError, String(err));
       assert.equal(err.statusCode, 503);
     }, { client: { retry: { maxRetries: 1 } } });
   });
@@ -126,7 +126,7 @@ describe('connection failures', () => {
   test('an unconditional patch is not retried after a connection reset', async () => {
     await withFixture('reset-unsafe-write', async (client) => {
       const err = await rejection(() => client.patchBuildStatus(ref, { status: { phase: 'Running' } }, { type: 'merge' }));
-      assert.ok(err instanceof NetworkError);
+      assert.ok(err instanceof NetworkError, String(err));
       assert.equal(err.causeCode, 'ECONNRESET');
       assert.equal(err.message, `cannot reach the API server at ${TEST_SERVER}: read ECONNRESET (PATCH ${STATUS})`);
     });
@@ -250,17 +250,17 @@ describe('bodies', () => {
   test('an HTML 502 is an ApiError with the status code and a short, sanitised snippet', async () => {
     await withFixture('html-502', async (client) => {
       const err = await rejection(() => client.getBuild(ref));
-      assert.ok(err instanceof ApiError);
+      assert.ok(err instanceof ApiError, String(err));
       assert.equal(err.statusCode, 502);
       assert.equal(err.reason, 'InternalError');
       assert.equal(err.serverMessage, 'the server reported a bad gateway');
       const snippet = err.bodySnippet!;
       assert.ok(snippet.startsWith('<html> <head><title>502 Bad Gateway</title></head> <body>'), snippet);
       assert.ok(snippet.length <= 160, `snippet of ${snippet.length} characters`);
-      assert.ok(snippet.endsWith('...'));
+      assert.ok(snippet.endsWith('...'), snippet);
       assert.doesNotMatch(snippet, /[\r\n\t]/);
       assert.ok(err.message.startsWith('502 InternalError: the server reported a bad gateway: "<html>'), err.message);
-      assert.ok(err.message.endsWith(`(GET ${BUILDS})`));
+      assert.ok(err.message.endsWith(`(GET ${BUILDS})`), err.message);
     }, { client: { retry: { maxRetries: 0 } } });
   });
 });
@@ -300,10 +300,10 @@ describe('error messages', () => {
     const errors = await collect();
     assert.deepEqual(errors.map((e) => e.name), ['ApiError', 'ApiError', 'ResponseError', 'NetworkError', 'ApiError']);
     for (const err of errors) {
-      assert.ok(isSpotError(err));
+      assert.ok(isSpotError(err), String(err));
       assert.match(err.message, /\((GET|PUT|PATCH|POST) \/[^\s()]+\)$/, err.message);
     }
-    assert.ok(errors[4]!.message.endsWith(`(PUT ${STATUS})`));
+    assert.ok(errors[4]!.message.endsWith(`(PUT ${STATUS})`), errors[4]!.message);
   });
 
   test('the token appears in no error message', async () => {
