@@ -120,6 +120,17 @@ describe('what fails a test', () => {
     assert.equal((err.cause as Error).name, 'ApiError');
   });
 
+  test('dropUnused: the rest is no longer expected, and a later request is unexpected', async () => {
+    const f = createFixture([get('/a'), get('/b')]);
+    const t = createTransport({ server: TEST_SERVER, dispatcher: f.agent });
+    await t.request({ method: 'GET', path: '/a' });
+    f.dropUnused();
+    f.assertDone();
+    await t.request({ method: 'GET', path: '/b' }).catch(() => undefined);
+    await f.close();
+    assert.throws(() => f.assertDone(), /unexpected request #2 \(all 1 exchanges used\):\s+GET \/b/);
+  });
+
   test('a request to another server fails', async () => {
     const f = createFixture([get()]);
     const t = createTransport({ server: 'https://elsewhere.test', dispatcher: f.agent });
