@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { AbortedError, TaskFailure } from './errors.js';
 import { containsSecret, redact, type Logger } from './log.js';
 import type { Task, TaskResult } from './runner.js';
@@ -165,8 +166,20 @@ export async function runStep(spec: StepSpec, signal: AbortSignal, log: Logger, 
 function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: Logger, options: StepOptions): Promise<void> {
   const [file, args] = spec.argv ? [spec.argv[0]!, spec.argv.slice(1)] : ['sh', ['-c', spec.command ?? '']];
   const killGraceMs = options.killGraceMs ?? 5_000;
-  const out = prefixer(`[${spec.type}] `, options.stdout ?? ((t) => process.stdout.write(redact(t))));
-  const err = prefixer(`[${spec.type}] `, options.stderr ?? ((t) => process.stderr.write(redact(t))));
+  // Our stdout and stderr are pipes to the container runtime, and Node writes to pipes
+  // asynchronously: when the step writes faster than they are read, the step's stream is paused
+  // until ours drains, or its output would pile up in our memory without bound.
+  const sources: { stdout?: Readable; stderr?: Readable } = {};
+  const relay = (name: 'stdout' | 'stderr') => (text: string) => {
+    const sink = process[name];
+    const source = sources[name];
+    if (!sink.write(redact(text)) && source && !source.isPaused()) {
+      source.pause();
+      sink.once('drain', () => source.resume());
+    }
+  };
+  const out = prefixer(`[${spec.type}] `, options.stdout ?? relay('stdout'));
+  const err = prefixer(`[${spec.type}] `, options.stderr ?? relay('stderr'));
   const tail = new TailBuffer(options.tailLines ?? 20, options.tailBytes ?? 2048);
 
   return new Promise<void>((resolve, reject) => {
@@ -174,6 +187,8 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
     // detached: its own process group, so a stop reaches the step's children too.
     const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir) });
     trackGroup(child.pid);
+    sources.stdout = child.stdout;
+    sources.stderr = child.stderr;
     child.stdout.setEncoding('utf8').on('data', (c: string) => out.push(c));
     child.stderr.setEncoding('utf8').on('data', (c: string) => {
       err.push(c);
