@@ -107,7 +107,11 @@ export function parseRetryAfter(header: string | string[] | undefined, nowMs: nu
   if (value === undefined) return undefined;
   const trimmed = value.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed);
-  const date = Date.parse(trimmed);
+  // An HTTP-date starts with the day name (IMF-fixdate, RFC 850, asctime). V8's lenient Date.parse
+  // finds dates in other things too ("1.5", "-1" are days in 2001), which would mean "retry now".
+  if (!/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)/.test(trimmed)) return undefined;
+  // asctime carries no zone; HTTP dates are always GMT, not local time.
+  const date = Date.parse(/GMT$/.test(trimmed) ? trimmed : `${trimmed} GMT`);
   if (Number.isNaN(date)) return undefined;
   return Math.max(0, Math.ceil((date - nowMs) / 1000));
 }
