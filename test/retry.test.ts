@@ -125,9 +125,19 @@ describe('parseRetryAfter', () => {
     assert.equal(parseRetryAfter('Sun, 01 Jun 2025 10:00:05 GMT', now), 5);
     assert.equal(parseRetryAfter('Sun, 01 Jun 2025 09:00:00 GMT', now), 0);
   });
+  test('the three HTTP-date forms (IMF-fixdate, RFC 850, asctime)', () => {
+    assert.equal(parseRetryAfter('Sun, 01 Jun 2025 10:00:07 GMT', now), 7);
+    assert.equal(parseRetryAfter('Sunday, 01-Jun-25 10:00:07 GMT', now), 7);
+    assert.equal(parseRetryAfter('Sun Jun  1 10:00:07 2025', now), 7);
+  });
   test('absent or unparsable: undefined (the backoff applies)', () => {
     assert.equal(parseRetryAfter(undefined, now), undefined);
     assert.equal(parseRetryAfter('soon', now), undefined);
     assert.equal(parseRetryAfter('', now), undefined);
+  });
+  test('neither seconds nor a date: undefined, not "now" (V8 reads "1.5" and "-1" as dates in 2001)', () => {
+    for (const value of ['1.5', '-1', '0.5', ' 12 s', 'abc 1', '+5']) {
+      assert.equal(parseRetryAfter(value, now), undefined, JSON.stringify(value));
+    }
   });
 });
