@@ -46,7 +46,13 @@
  * - a request that does not match its exchange: it is answered `418` with the differences, so the client
  *   fails fast and does not retry;
  * - an unexpected request (all exchanges used): answered `418` the same way;
- * - an exchange that never happened.
+ * - an exchange that never happened (unless the test called `fixture.dropUnused()`, for attempt counts
+ *   that depend on timing).
+ *
+ * API: `loadFixture(name)`, `createFixture(name | exchanges)` (a MockAgent plus `requests`, `assertDone()`,
+ * `close()`), and `withFixture(name | exchanges, async (client, { fixture, requests, config }) => ...)`,
+ * which builds a client on the MockAgent (server TEST_SERVER, token `test-token`, namespace `ns`, the
+ * FAST_RETRY policy, `random: () => 0.5`), runs the callback and checks the fixture was played to the end.
  *
  * Tokens in fixtures are `test-token` (an obvious fake), never JWT-shaped.
  */
