@@ -363,6 +363,11 @@ describe('the API server asks us to wait', { concurrency: 3 }, () => {
   ];
   const NORMAL = ['GET build 200', 'PATCH status 200', 'POST events 201', 'PATCH status 200', 'PATCH status 200', 'POST events 201'];
 
+  /** [method, delayMs] of each retry spot-run logged (at --log-level debug). */
+  function retries(stderr: string): Array<[string, number]> {
+    return [...stderr.matchAll(/DEBUG retrying request method=(\w+) .*?delayMs=(\d+)/g)].map((m) => [m[1]!, Number(m[2])]);
+  }
+
   function assertDone(ns: string): void {
     assert.deepEqual(conditions(ns), [
       ['Building Image', 'Success', 'Succeeded'],
@@ -377,20 +382,25 @@ describe('the API server asks us to wait', { concurrency: 3 }, () => {
   test('429 as text/plain with Retry-After: 1 (max-inflight, priority and fairness) on the GET: waited, retried once', async () => {
     const ns = 'e2e-429-text';
     const fault = server.inject({ method: 'GET', path: buildPath(ns), status: 429, form: 'text' });
-    const result = await runBuild(ns, STEPS);
+    const result = await runBuild(ns, STEPS, { args: ['--log-level', 'debug'] });
     assert.equal(result.code, 0, result.stderr);
     assert.equal(fault.hits, 1);
     assert.deepEqual(requestsOf(ns), ['GET build 429', ...NORMAL]);
-    assert.ok(result.ms >= 1_000, `Retry-After: 1 was honoured (run took ${result.ms} ms)`);
+    assert.deepEqual(retries(result.stderr), [['GET', 1000]], 'Retry-After: 1 honoured');
+    assert.match(result.stderr, /error="429 TooManyRequests: the server has received too many requests and has asked us to try again later: \\"Too many requests, please try again later\.\\"/);
     assertDone(ns);
   });
 
   test('429 as a TooManyRequests Status without Retry-After on a status write: retried after a backoff', async () => {
     const ns = 'e2e-429-json';
     const fault = server.inject({ method: 'PATCH', path: statusPath(ns), when: ({ n }) => n === 2, status: 429, form: 'json' });
-    const result = await runBuild(ns, STEPS);
+    const result = await runBuild(ns, STEPS, { args: ['--log-level', 'debug'] });
     assert.equal(result.code, 0, result.stderr);
     assert.equal(fault.hits, 1);
+    const waits = retries(result.stderr);
+    assert.equal(waits.length, 1);
+    assert.equal(waits[0]![0], 'PATCH');
+    assert.ok(waits[0]![1] >= 125 && waits[0]![1] <= 250, `the first backoff step (250 ms, equal jitter), got ${waits[0]![1]} ms`);
     assert.deepEqual(requestsOf(ns), ['GET build 200', 'PATCH status 200', 'POST events 201', 'PATCH status 429', 'PATCH status 200', 'PATCH status 200', 'POST events 201']);
     assertDone(ns);
   });
@@ -398,11 +408,11 @@ describe('the API server asks us to wait', { concurrency: 3 }, () => {
   test('503 with Retry-After: 1 on the last status write: waited, retried once', async () => {
     const ns = 'e2e-503';
     const fault = server.inject({ method: 'PATCH', path: statusPath(ns), when: ({ n }) => n === 3, status: 503, retryAfterSeconds: 1 });
-    const result = await runBuild(ns, STEPS);
+    const result = await runBuild(ns, STEPS, { args: ['--log-level', 'debug'] });
     assert.equal(result.code, 0, result.stderr);
     assert.equal(fault.hits, 1);
     assert.deepEqual(requestsOf(ns), ['GET build 200', 'PATCH status 200', 'POST events 201', 'PATCH status 200', 'PATCH status 503', 'PATCH status 200', 'POST events 201']);
-    assert.ok(result.ms >= 1_000, `Retry-After: 1 was honoured (run took ${result.ms} ms)`);
+    assert.deepEqual(retries(result.stderr), [['PATCH', 1000]], 'Retry-After: 1 honoured');
     assertDone(ns);
   });
 });

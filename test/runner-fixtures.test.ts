@@ -299,7 +299,7 @@ describe('runTasks: results', () => {
   });
 });
 
-describe('runTasks: a step over its timeout', () => {
+describe('runTasks: a step over its timeout', { timeout: 15_000 }, () => {
   test('timeoutSeconds 0.5: Error with reason Timeout, and the whole process group is killed', async () => {
     const pids = join(scratch, 'timeout-pids');
     await withFixture(
@@ -347,7 +347,7 @@ function isLive(pid: number): boolean {
   }
 }
 
-describe('monitorCondition', () => {
+describe('monitorCondition', { timeout: 15_000 }, () => {
   test('already In Progress: no In Progress write, straight to Success', async () => {
     await withFixture('run-monitor-in-progress', async (client, { requests }) => {
       let calls = 0;
@@ -442,7 +442,8 @@ describe('monitorCondition', () => {
   });
 });
 
-describe('recordErrorAndExit', () => {
+// A timeout, so a fatal path that ignores its deadline fails here instead of hanging the suite.
+describe('recordErrorAndExit', { timeout: 15_000 }, () => {
   const MESSAGE = 'cannot push: registry.example.com unreachable';
 
   test('reachable: the In Progress condition becomes Error, phase Errored, a Warning event, then exit with the code', async () => {

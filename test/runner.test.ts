@@ -107,7 +107,7 @@ describe('request count', () => {
   });
 });
 
-describe('interruption', () => {
+describe('interruption', { timeout: 15_000 }, () => {
   test('aborted with reason SIGINT during task 2: Error/Terminated, phase Errored, Warning event, exit code 130, task 3 never starts', async () => {
     const ref = newBuild('interrupt-int');
     const controller = new AbortController();
@@ -195,7 +195,7 @@ describe('interruption', () => {
   });
 });
 
-describe('signal handling (handleSignals / handleStopSignals)', () => {
+describe('signal handling (handleSignals / handleStopSignals)', { timeout: 15_000 }, () => {
   test('a real SIGTERM during a task: interrupted, 143, handlers removed afterwards, exit never forced', async () => {
     const ref = newBuild('signal-term');
     const listeners = process.listenerCount('SIGTERM');

@@ -258,6 +258,19 @@ describe('how a step ends', () => {
     assert.equal(isLive(grandchild!), false);
   });
 
+  test('a step that exits leaving background processes: they are killed with it, so they neither hold the run nor outlive it', async () => {
+    const pids = join(scratch, 'leftover-pids');
+    const started = Date.now();
+    // One background process keeps the step's stdout open, one has let go of it.
+    await run({ type: 'A', command: `sleep 30 & a=$!; sleep 30 >/dev/null 2>&1 & echo "$$ $a $!" > '${pids}'; exit 0` });
+    const ms = Date.now() - started;
+    assert.ok(ms < 5_000, `the step took ${ms} ms: it waited for its leftovers`);
+    const [pgid, holding, detached] = readFileSync(pids, 'utf8').trim().split(' ').map(Number);
+    assert.deepEqual(liveGroupMembers(pgid!), []);
+    assert.equal(isLive(holding!), false);
+    assert.equal(isLive(detached!), false);
+  });
+
   test('an already aborted signal: nothing is started', async () => {
     const marker = join(scratch, 'never');
     await assert.rejects(run({ type: 'A', command: `touch '${marker}'` }, io(), AbortSignal.abort('SIGTERM')));
