@@ -479,9 +479,10 @@ describe('recordErrorAndExit', { timeout: 15_000 }, () => {
       });
       assert.deepEqual(codes, [3]);
       assert.ok(exitedAfter >= deadlineMs - 20, `it waited for the answer until the deadline (exited after ${exitedAfter} ms)`);
-      assert.ok(exitedAfter < deadlineMs + 400, `exited ${exitedAfter} ms after the call, deadline ${deadlineMs} ms`);
+      assert.ok(exitedAfter < deadlineMs + 1_000, `exited ${exitedAfter} ms after the call, deadline ${deadlineMs} ms`);
       assert.ok(logged.some((l) => l.includes(`fatal: ${MESSAGE}`)), logged.join('\n'));
       assert.ok(logged.some((l) => l.includes('could not record the failure on Build ns/b1')), logged.join('\n'));
+      process.stdout.write(`# recordErrorAndExit, API server silent: exited after ${exitedAfter} ms (deadline ${deadlineMs} ms)\n`);
     });
   });
 
@@ -505,7 +506,7 @@ describe('recordErrorAndExit', { timeout: 15_000 }, () => {
       });
       assert.deepEqual(codes, [1], 'exit code 1 by default');
       // Measured: the default policy would keep retrying a refused connection for 60 s.
-      assert.ok(exitedAfter < deadlineMs + 400, `exited ${exitedAfter} ms after the call, deadline ${deadlineMs} ms`);
+      assert.ok(exitedAfter < deadlineMs + 1_000, `exited ${exitedAfter} ms after the call, deadline ${deadlineMs} ms`);
       process.stdout.write(`# recordErrorAndExit, connection refused: exited after ${exitedAfter} ms (deadline ${deadlineMs} ms)\n`);
     } finally {
       await client.close();
