@@ -5,7 +5,8 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -102,4 +103,33 @@ export async function createServerCertificates(dir: string): Promise<ServerCerti
   ]);
   const [certPem, keyPem] = await Promise.all([readFile(certPath, 'utf8'), readFile(join(dir, 'server.key'), 'utf8')]);
   return { ca, certPem, keyPem };
+}
+
+export interface ServerPems {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+let shared: Promise<ServerPems> | undefined;
+
+/**
+ * One CA and server certificate per process, kept in memory: openssl runs once however many
+ * servers a test file starts (it is the slowest part of a start, on a busy machine by far).
+ */
+export function sharedServerCertificates(): Promise<ServerPems> {
+  if (!shared) {
+    shared = (async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'spot-pki-'));
+      try {
+        const { ca, certPem, keyPem } = await createServerCertificates(dir);
+        return { caPem: ca.certPem, certPem, keyPem };
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    })();
+    // Do not remember a failure (say, openssl missing): the next start should try again.
+    shared.catch(() => (shared = undefined));
+  }
+  return shared;
 }
