@@ -3,13 +3,13 @@
  * Wall time is measured here, from spawn() to the child's exit.
  */
 import { spawn } from 'node:child_process';
-import { ROOT } from './paths.js';
 
 export interface JobReport {
   /** ms since the child's process start (its `performance.now()`). */
   marks: Record<string, number>;
   maxRssKiB: number;
   samples?: number[];
+  cpuMicrosPerWrite?: number;
 }
 
 export interface ChildRun {
@@ -20,12 +20,15 @@ export interface ChildRun {
 
 const TIMEOUT_MS = 60_000;
 
-/** `node ...args` with only PATH, HOME and `env`: nothing of the parent's (NODE_OPTIONS, npm_*) leaks in. */
-export function runChild(args: readonly string[], env: Record<string, string>): Promise<ChildRun> {
+/**
+ * `node ...args` in `cwd` with only PATH, HOME and `env`: nothing of the parent's environment
+ * (NODE_OPTIONS, npm_*) leaks in.
+ */
+export function runChild(cwd: string, args: readonly string[], env: Record<string, string>): Promise<ChildRun> {
   const fullEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env };
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(process.execPath, args, { cwd: ROOT, env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { cwd, env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));

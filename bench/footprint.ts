@@ -10,7 +10,6 @@ import { spawn } from 'node:child_process';
 import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT } from './paths.js';
 
 export const CLIENT_NODE_VERSION = '1.4.0';
 
@@ -69,7 +68,7 @@ function treeBytes(dir: string): number {
 
 /** `npm pack` of `spec` (a folder or a registry spec) into `dest`; its tarball's path and size. */
 async function pack(spec: string, dest: string): Promise<{ file: string; bytes: number }> {
-  const [info] = JSON.parse(await npm(['pack', spec, '--json', '--pack-destination', dest], ROOT)) as Array<{ filename: string; size: number }>;
+  const [info] = JSON.parse(await npm(['pack', spec, '--json', '--pack-destination', dest], dest)) as Array<{ filename: string; size: number }>;
   if (!info) throw new Error(`npm pack ${spec} reported nothing`);
   return { file: join(dest, info.filename), bytes: info.size };
 }
@@ -100,11 +99,12 @@ async function tryClientNode2(scratch: string): Promise<string> {
   return `${what}: import fails with "${error}"${where ? ` in ${where}` : ''}`;
 }
 
-export async function measureFootprints(): Promise<Footprints> {
+/** `workspace`: the snapshot of the package (bench/workspace.ts), packed as npm would publish it. */
+export async function measureFootprints(workspace: string): Promise<Footprints> {
   const scratch = mkdtempSync(join(tmpdir(), 'spot-bench-footprint-'));
   try {
     // Independent npm calls, run side by side: this phase is timed by nobody.
-    const [spotPack, clientNodePack] = await Promise.all([pack(ROOT, scratch), pack(`@kubernetes/client-node@${CLIENT_NODE_VERSION}`, scratch)]);
+    const [spotPack, clientNodePack] = await Promise.all([pack(workspace, scratch), pack(`@kubernetes/client-node@${CLIENT_NODE_VERSION}`, scratch)]);
     const [spotInstall, clientNodeInstall, clientNode2] = await Promise.all([
       install(spotPack.file, scratch),
       install(clientNodePack.file, scratch),
@@ -113,7 +113,7 @@ export async function measureFootprints(): Promise<Footprints> {
     return {
       spot: { packBytes: spotPack.bytes, installedBytes: spotInstall.installedBytes, packages: spotInstall.packages },
       clientNode: { packBytes: clientNodePack.bytes, installedBytes: clientNodeInstall.installedBytes, packages: clientNodeInstall.packages },
-      bundleBytes: lstatSync(join(ROOT, 'dist', 'spot-run.mjs')).size,
+      bundleBytes: lstatSync(join(workspace, 'dist', 'spot-run.mjs')).size,
       clientNode2,
     };
   } finally {

@@ -8,7 +8,7 @@ import { mkdir, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { ApiServer } from '../test/support/apiserver.js';
 import { runChild } from './child.js';
-import { BUNDLE, JOBS_OUT } from './compile.js';
+import { BUNDLE, JOBS_DIR } from './workspace.js';
 import { EVENT, IMAGE_URL, STEPS } from './jobs/common.js';
 
 export type ContenderId = 'spot' | 'spot-tsx' | 'bundle' | 'client-node' | 'undici' | 'https';
@@ -16,17 +16,17 @@ export type ContenderId = 'spot' | 'spot-tsx' | 'bundle' | 'client-node' | 'undi
 export interface Contender {
   id: ContenderId;
   label: string;
-  /** Arguments to `node`. */
+  /** Arguments to `node`, in the workspace (bench/workspace.ts). */
   args: string[];
 }
 
 export const CONTENDERS: readonly Contender[] = [
-  { id: 'spot', label: 'spot-runtime (dist/lib)', args: [join(JOBS_OUT, 'spot-runtime.js')] },
+  { id: 'spot', label: 'spot-runtime (dist/lib)', args: [`${JOBS_DIR}/spot-runtime.js`] },
   { id: 'spot-tsx', label: 'spot-runtime (tsx, lib/*.ts)', args: ['--import', 'tsx', 'bench/jobs/spot-runtime.ts'] },
   { id: 'bundle', label: 'spot-runtime bundle (1 file)', args: [BUNDLE] },
-  { id: 'client-node', label: '@kubernetes/client-node 1.4.0', args: [join(JOBS_OUT, 'client-node.js')] },
-  { id: 'undici', label: 'floor: raw undici', args: [join(JOBS_OUT, 'floor-undici.js')] },
-  { id: 'https', label: 'floor: node:https', args: [join(JOBS_OUT, 'floor-https.js')] },
+  { id: 'client-node', label: '@kubernetes/client-node 1.4.0', args: [`${JOBS_DIR}/client-node.js`] },
+  { id: 'undici', label: 'floor: raw undici', args: [`${JOBS_DIR}/floor-undici.js`] },
+  { id: 'https', label: 'floor: node:https', args: [`${JOBS_DIR}/floor-https.js`] },
 ];
 
 export interface JobSample {
@@ -81,11 +81,11 @@ function checkOutcome(server: ApiServer, namespace: string, name: string, conten
   if (problems.length > 0) throw new Error(`${contender.label} left Build ${namespace}/${name} wrong: ${problems.join('; ')}`);
 }
 
-export async function runJob(server: ApiServer, contender: Contender, buildName: string, clientNodePrefix: string): Promise<JobSample> {
+export async function runJob(workspace: string, server: ApiServer, contender: Contender, buildName: string, clientNodePrefix: string): Promise<JobSample> {
   const namespace = server.namespace;
   server.createBuild({ name: buildName, spec: { image: { name: 'team/app', tag: '1.4.2', registry: { url: 'registry.example.com' } } } });
   server.clearLog();
-  const { report, wallMs } = await runChild(contender.args, {
+  const { report, wallMs } = await runChild(workspace, contender.args, {
     ...server.env(),
     BUILD_REFERENCE: `${namespace}/${buildName}`,
     POD_NAME: `${buildName}-pod`,
@@ -113,6 +113,7 @@ export async function runJob(server: ApiServer, contender: Contender, buildName:
  * on-disk transform cache, which only the first process of a kind would pay for).
  */
 export async function runJobRounds(
+  workspace: string,
   server: ApiServer,
   rounds: number,
   onRound: (round: number) => void,
@@ -121,7 +122,7 @@ export async function runJobRounds(
   const samples = new Map<ContenderId, JobSample[]>(CONTENDERS.map((c) => [c.id, []]));
   for (let round = 0; round <= rounds; round++) {
     for (const contender of CONTENDERS) {
-      const sample = await runJob(server, contender, `job-${contender.id}-${round}`, prefix);
+      const sample = await runJob(workspace, server, contender, `job-${contender.id}-${round}`, prefix);
       if (round > 0) samples.get(contender.id)!.push(sample);
     }
     onRound(round);

@@ -3,11 +3,10 @@
  * Build's status BENCH_WARMUP + BENCH_WRITES times and times each measured write alone. Loops are
  * interleaved over rounds like the jobs; a round's p50 and p99 come from its own samples.
  */
-import { join } from 'node:path';
 import type { ApiServer } from '../test/support/apiserver.js';
 import { runChild } from './child.js';
-import { JOBS_OUT } from './compile.js';
 import { percentile } from './stats.js';
+import { JOBS_DIR } from './workspace.js';
 
 export type LoopId = 'update' | 'patch' | 'undici';
 
@@ -19,20 +18,22 @@ export interface WriteLoop {
 }
 
 export const WRITE_LOOPS: readonly WriteLoop[] = [
-  { id: 'update', label: 'spot-runtime updateBuildStatus', args: [join(JOBS_OUT, 'writes-spot-runtime.js')], env: { BENCH_CALL: 'update' } },
-  { id: 'patch', label: 'spot-runtime patchBuildStatus', args: [join(JOBS_OUT, 'writes-spot-runtime.js')], env: { BENCH_CALL: 'patch' } },
-  { id: 'undici', label: 'raw undici', args: [join(JOBS_OUT, 'writes-undici.js')], env: {} },
+  { id: 'update', label: 'spot-runtime updateBuildStatus', args: [`${JOBS_DIR}/writes-spot-runtime.js`], env: { BENCH_CALL: 'update' } },
+  { id: 'patch', label: 'spot-runtime patchBuildStatus', args: [`${JOBS_DIR}/writes-spot-runtime.js`], env: { BENCH_CALL: 'patch' } },
+  { id: 'undici', label: 'raw undici', args: [`${JOBS_DIR}/writes-undici.js`], env: {} },
 ];
 
 export interface LoopSample {
   p50: number;
   p99: number;
-  requests: number;
+  /** The loop process's own CPU time (user + system) per timed write, µs. */
+  cpuMicros: number;
 }
 
 export const WARMUP_WRITES = 50;
 
 export async function runWriteRounds(
+  workspace: string,
   server: ApiServer,
   rounds: number,
   writes: number,
@@ -44,7 +45,7 @@ export async function runWriteRounds(
       const name = `writes-${loop.id}-${round}`;
       server.createBuild({ name });
       server.clearLog();
-      const { report } = await runChild(loop.args, {
+      const { report } = await runChild(workspace, loop.args, {
         ...server.env(),
         ...loop.env,
         BUILD_REFERENCE: `${server.namespace}/${name}`,
@@ -56,7 +57,7 @@ export async function runWriteRounds(
       if (times.length !== writes || failed.length > 0) {
         throw new Error(`${loop.label}: ${times.length} timed writes of ${writes}, ${failed.length} failed requests`);
       }
-      samples.get(loop.id)!.push({ p50: percentile(times, 50), p99: percentile(times, 99), requests: server.requests.length });
+      samples.get(loop.id)!.push({ p50: percentile(times, 50), p99: percentile(times, 99), cpuMicros: report.cpuMicrosPerWrite ?? NaN });
     }
     onRound(round);
   }

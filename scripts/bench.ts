@@ -15,11 +15,11 @@ import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { compileJobs } from '../bench/compile.js';
 import { measureFootprints } from '../bench/footprint.js';
 import { CONTENDERS, runJobRounds } from '../bench/job-runs.js';
 import { ROOT } from '../bench/paths.js';
 import { consoleReport, markdown, type Results } from '../bench/report.js';
+import { createWorkspace, removeWorkspace } from '../bench/workspace.js';
 import { runWriteRounds, WRITE_LOOPS } from '../bench/write-latency.js';
 import { startApiServer } from '../test/support/apiserver.js';
 
@@ -65,27 +65,30 @@ function ensureBuilt(): void {
 async function main(): Promise<void> {
   const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
   ensureBuilt();
-  log('compiling the jobs into dist/bench/');
-  await compileJobs();
-
-  const loadBefore = loadavg()[0]!;
-  const server = await startApiServer();
+  log('snapshot of package.json, dist/, lib/ and the jobs in a temp folder; compiling the jobs there');
+  const workspace = await createWorkspace();
   let jobs: Results['jobs'];
   let loops: Results['loops'];
-  try {
-    log(`status-flow job: ${CONTENDERS.length} contenders, 1 warm-up round + ${rounds} rounds`);
-    jobs = await runJobRounds(server, rounds, (round) => log(round === 0 ? '  warm-up round done' : `  round ${round}/${rounds}`));
-    log(`per-write latency: ${WRITE_LOOPS.length} loops × ${rounds} rounds × ${writes} writes`);
-    loops = await runWriteRounds(server, rounds, writes, (round) => log(`  round ${round}/${rounds}`));
-  } finally {
-    await server.stop();
-  }
-  const loadAfter = loadavg()[0]!;
-
   let footprints: Results['footprints'];
-  if (!values['no-footprint']) {
-    log('footprint: npm pack and production installs in scratch folders');
-    footprints = await measureFootprints();
+  const loadBefore = loadavg()[0]!;
+  let loadAfter: number;
+  try {
+    const server = await startApiServer();
+    try {
+      log(`status-flow job: ${CONTENDERS.length} contenders, 1 warm-up round + ${rounds} rounds`);
+      jobs = await runJobRounds(workspace, server, rounds, (round) => log(round === 0 ? '  warm-up round done' : `  round ${round}/${rounds}`));
+      log(`per-write latency: ${WRITE_LOOPS.length} loops × ${rounds} rounds × ${writes} writes`);
+      loops = await runWriteRounds(workspace, server, rounds, writes, (round) => log(`  round ${round}/${rounds}`));
+    } finally {
+      await server.stop();
+    }
+    loadAfter = loadavg()[0]!;
+    if (!values['no-footprint']) {
+      log('footprint: npm pack and production installs in scratch folders');
+      footprints = await measureFootprints(workspace);
+    }
+  } finally {
+    removeWorkspace(workspace);
   }
 
   const args = process.argv.slice(2);

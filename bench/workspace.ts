@@ -1,0 +1,71 @@
+/**
+ * A private snapshot of what is measured, in a temp folder laid out like the repository, so that a
+ * `npm run build` or an edit to lib/ in the working tree during the run changes nothing under
+ * measurement:
+ *
+ *   package.json, README.md, dist/         copies (dist/ as built: what `npm pack` publishes)
+ *   lib/*.ts, bench/jobs/*.ts              copies of the sources (the tsx contender runs these)
+ *   dist/bench/jobs/*.js                   each job compiled alone (esbuild, no bundling): imports
+ *                                          stay as written, so `../../lib/index.js` is dist/lib
+ *   dist/bench/spot-runtime.bundle.mjs     the spot-runtime job as one file, lib and undici inlined
+ *                                          and minified: the settings of dist/spot-run.mjs
+ *   node_modules -> the repository's       so `undici`, `tsx` and `@kubernetes/client-node` resolve
+ *
+ * Children run with the snapshot as their working directory; paths below are relative to it.
+ */
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { ROOT } from './paths.js';
+
+export const JOBS_DIR = 'dist/bench/jobs';
+export const BUNDLE = 'dist/bench/spot-runtime.bundle.mjs';
+
+/**
+ * As in scripts/build.ts: undici is CommonJS, and inside an ESM bundle its `require('node:…')`
+ * calls need a real `require` in scope.
+ */
+const REQUIRE_BANNER = [
+  "import { createRequire as __spotCreateRequire } from 'node:module';",
+  'const require = __spotCreateRequire(import.meta.url);',
+].join('\n');
+
+export async function createWorkspace(): Promise<string> {
+  const root = mkdtempSync(join(tmpdir(), 'spot-bench-'));
+  try {
+    for (const file of ['package.json', 'README.md']) if (existsSync(join(ROOT, file))) cpSync(join(ROOT, file), join(root, file));
+    cpSync(join(ROOT, 'dist'), join(root, 'dist'), { recursive: true, filter: (path) => !path.startsWith(join(ROOT, 'dist', 'bench')) });
+    cpSync(join(ROOT, 'lib'), join(root, 'lib'), { recursive: true });
+    cpSync(join(ROOT, 'bench', 'jobs'), join(root, 'bench', 'jobs'), { recursive: true });
+    symlinkSync(join(ROOT, 'node_modules'), join(root, 'node_modules'), 'dir');
+
+    const jobs = join(root, 'bench', 'jobs');
+    const common = { absWorkingDir: root, platform: 'node', format: 'esm', target: 'node20', logLevel: 'warning' } as const;
+    await build({
+      ...common,
+      entryPoints: readdirSync(jobs)
+        .filter((file) => file.endsWith('.ts'))
+        .map((file) => join(jobs, file)),
+      outdir: join(root, JOBS_DIR),
+      bundle: false,
+    });
+    await build({
+      ...common,
+      entryPoints: [join(jobs, 'spot-runtime.ts')],
+      outfile: join(root, BUNDLE),
+      bundle: true,
+      minify: true,
+      treeShaking: true,
+      banner: { js: REQUIRE_BANNER },
+    });
+    return root;
+  } catch (error) {
+    removeWorkspace(root);
+    throw error;
+  }
+}
+
+export function removeWorkspace(root: string): void {
+  rmSync(root, { recursive: true, force: true });
+}
