@@ -822,10 +822,11 @@ export class Registry {
     return this.store.delete(BUILDS, namespace, name);
   }
 
+  /** A Build as the operator makes it: created, then its status written (POST alone drops status). */
   seedBuild(object: KubeObject): KubeObject {
     const { name, namespace } = object.metadata;
     BUILDS.prune(object);
-    const errors = [...BUILDS.nameErrors(name).map((m) => invalidValue('metadata.name', quote(name), m)), ...BUILDS.validate(object)];
+    const errors = creationErrors(BUILDS, object);
     if (errors.length > 0) throw new Error(invalidObject(BUILDS, name, errors).message);
     if (this.store.get(BUILDS, namespace, name)) throw new Error(alreadyExists(BUILDS, name).message);
     return this.insert(BUILDS, object);
@@ -878,9 +879,7 @@ export class Registry {
     }
     // Only JSON is decoded: a YAML or protobuf body that is not also JSON ends here.
     if (!isJsonObject(value)) throw unrecognized(`json: cannot unmarshal ${goJsonType(value)} into Go value of type struct`);
-    const object = resource.decode(value, raw);
-    resource.prune(object);
-    return object;
+    return decodeValue(resource, value, raw);
   }
 
   private create(route: Route, request: ApiRequest): KubeObject {
@@ -897,10 +896,7 @@ export class Registry {
     // customresource strategy.go PrepareForCreate: "create cannot set status".
     if (resource.statusSubresource) delete object.status;
     const name = metadata.name ?? '';
-    const nameErrors = name
-      ? resource.nameErrors(name).map((m) => invalidValue('metadata.name', quote(name), m))
-      : [required('metadata.name', 'name or generateName is required')];
-    const errors = [...nameErrors, ...resource.validate(object)];
+    const errors = creationErrors(resource, object);
     if (errors.length > 0) throw invalidObject(resource, name, errors);
     // etcd3 store.Create returns a plain error, which the handler turns into a reason-less 500.
     if (metadata.resourceVersion) throw fail(failure(500, undefined, 'resourceVersion should not be set on objects to be created'));
@@ -1035,12 +1031,25 @@ function applyJsonPatchBody(document: JsonObject, text: string): JsonValue {
   }
 }
 
-/** A patch may turn the object into something that no longer decodes. */
+/** The patched JSON goes through the same decoding as a request body: a patch can break it too. */
 function decodePatched(resource: ResourceInfo, patched: JsonValue): KubeObject {
   if (!isJsonObject(patched)) throw fail(PATCH_REJECTED);
-  const object = decodeMetadata(resource, patched);
+  return decodeValue(resource, patched, Buffer.from(JSON.stringify(patched)));
+}
+
+function decodeValue(resource: ResourceInfo, value: JsonObject, raw: Buffer): KubeObject {
+  const object = resource.decode(value, raw);
   resource.prune(object);
   return object;
+}
+
+/** ValidateObjectMeta's name rule on create, then the kind's own validation. */
+function creationErrors(resource: ResourceInfo, object: KubeObject): FieldError[] {
+  const name = object.metadata.name ?? '';
+  const nameErrors = name
+    ? resource.nameErrors(name).map((m) => invalidValue('metadata.name', quote(name), m))
+    : [required('metadata.name', 'name or generateName is required')];
+  return [...nameErrors, ...resource.validate(object)];
 }
 
 /** status_strategy.go PrepareForUpdate: the old object wholesale, with only `status` from the request. */
