@@ -1322,7 +1322,9 @@ const hugeStderr: Scenario = {
       // 20 x 1 MB, noting after each MB how far it got.
       const step = `Building Image=for i in $(seq 20); do head -c 1000000 /dev/zero | tr '\\0' 'x' | fold -w 100 >&2; echo $i > "$SPOT_TEST_PROGRESS"; done`;
       const seen: number[] = [];
-      const read = async () => seen.push(Number((await readFile(progress, 'utf8').catch(() => '0')).trim() || 0));
+      const read = async (): Promise<void> => {
+        seen.push(Number((await readFile(progress, 'utf8').catch(() => '0')).trim() || 0));
+      };
       const stall = stallReader(3_000, read);
       const res = await r.cli(server, ['--step', step], { ...stall, env: { SPOT_TEST_PROGRESS: progress }, maxOutput: 64 * 1024, timeoutMs: 110_000 });
       assert.equal(res.code, 0, res.stderrTail);
