@@ -26,7 +26,9 @@ export interface StepSpec {
 }
 
 export interface StepOptions {
-  /** Where prefixed output goes (default: this process's stdout and stderr). */
+  /** How one line of a step's output is shown (default `[TYPE] line`; `spot-run --log-format json` makes it a JSON object). */
+  formatLine?: (type: string, stream: 'stdout' | 'stderr', line: string) => string;
+  /** Where formatted output goes (default: this process's stdout and stderr). */
   stdout?: (text: string) => void;
   stderr?: (text: string) => void;
   /** Time between TERM and KILL when a step is stopped (default 5 s). */
@@ -76,8 +78,8 @@ function lastBytes(text: string, limit: number): string {
   return bytes.subarray(Math.max(0, bytes.length - limit)).toString('utf8').replace(/^\uFFFD+/, '');
 }
 
-/** Splits a byte stream into lines and writes each with `prefix`; overlong lines are cut, not buffered. */
-function prefixer(prefix: string, write: (text: string) => void, maxLine = 64 * 1024): { push(chunk: string): void; end(): void } {
+/** Splits a byte stream into lines and writes each as `format` makes it; overlong lines are cut, not buffered. */
+function lineWriter(format: (line: string) => string, write: (text: string) => void, maxLine = 64 * 1024): { push(chunk: string): void; end(): void } {
   let partial = '';
   return {
     push(chunk) {
@@ -87,13 +89,18 @@ function prefixer(prefix: string, write: (text: string) => void, maxLine = 64 * 
         parts.push(partial);
         partial = '';
       }
-      if (parts.length) write(parts.map((l) => `${prefix}${l}\n`).join(''));
+      if (parts.length) write(parts.map((l) => `${format(l)}\n`).join(''));
     },
     end() {
-      if (partial) write(`${prefix}${partial}\n`);
+      if (partial) write(`${format(partial)}\n`);
       partial = '';
     },
   };
+}
+
+/** `[TYPE] line`, how a step's output shows in text logs. */
+export function prefixLine(type: string, _stream: 'stdout' | 'stderr', line: string): string {
+  return `[${type}] ${line}`;
 }
 
 /** The step's environment: ours plus its own, minus anything that carries a secret we hold. */
@@ -178,8 +185,9 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
       sink.once('drain', () => source.resume());
     }
   };
-  const out = prefixer(`[${spec.type}] `, options.stdout ?? relay('stdout'));
-  const err = prefixer(`[${spec.type}] `, options.stderr ?? relay('stderr'));
+  const format = options.formatLine ?? prefixLine;
+  const out = lineWriter((l) => format(spec.type, 'stdout', l), options.stdout ?? relay('stdout'));
+  const err = lineWriter((l) => format(spec.type, 'stderr', l), options.stderr ?? relay('stderr'));
   const tail = new TailBuffer(options.tailLines ?? 20, options.tailBytes ?? 2048);
 
   return new Promise<void>((resolve, reject) => {

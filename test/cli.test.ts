@@ -202,7 +202,7 @@ describe('against the local API server', () => {
   test('--log-format json: every log line is one JSON object with time, level and msg', async () => {
     server.createBuild({ namespace: 'cli-json', name: 'b1' });
     const result = await spotRun(
-      ['--log-format', 'json', '--log-level', 'debug', '--step', 'Fetching Source=echo fetched', '--step', 'Building Image=echo built'],
+      ['--log-format', 'json', '--log-level', 'debug', '--step', 'Fetching Source=echo fetched; echo "warning: shallow clone" >&2', '--step', 'Building Image=echo built'],
       { env: { ...server.env(), BUILD_REFERENCE: 'cli-json/b1', POD_NAME: 'cli-pod' } },
     );
     assert.equal(result.code, 0, result.stderr);
@@ -225,8 +225,21 @@ describe('against the local API server', () => {
     const messages = lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
     assert.ok(messages.includes('[1/2] Fetching Source'), messages.join('\n'));
     assert.ok(messages.some((m) => m.startsWith('build done in ')), messages.join('\n'));
-    // Step output stays on stdout, prefixed, apart from the JSON log.
-    assert.equal(result.stdout, '[Fetching Source] fetched\n[Building Image] built\n');
+    // A step's stderr lines are JSON log objects on stderr too, naming the step and the stream.
+    const stepLines = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((e) => e.step !== undefined);
+    assert.deepEqual(
+      stepLines.map((e) => [e.step, e.stream, e.msg]),
+      [['Fetching Source', 'stderr', 'warning: shallow clone']],
+    );
+    // Step stdout stays on stdout, each line a JSON object as well.
+    const out = result.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(
+      out.map((e) => [e.step, e.stream, e.msg, e.level]),
+      [
+        ['Fetching Source', 'stdout', 'fetched', 'info'],
+        ['Building Image', 'stdout', 'built', 'info'],
+      ],
+    );
   });
 
   test('the token never appears in any output, nor in the Build or its events, even when a step prints it', async () => {
