@@ -4,7 +4,7 @@
  * real process trusts exactly the mounted CA. Every body is read to the end or destroyed.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import {
   AbortedError,
   ApiError,
@@ -18,6 +18,7 @@ import { redact, silentLogger, type Logger } from './log.js';
 import { DEFAULT_RETRY_POLICY, parseRetryAfter, retryDelay, wasSent, type AttemptFailure, type RetryPolicy } from './retry.js';
 import type { TokenSource } from './token.js';
 import type { Status } from './types.js';
+import { Agent, request as send } from './undici.js';
 import { VERSION } from './version.js';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -159,7 +160,7 @@ export function createTransport(options: TransportOptions): Transport {
     let res: Dispatcher.ResponseData;
     let body: Buffer;
     try {
-      res = await dispatcher.request({ origin, path: req.path, method: req.method, headers, body: payload, signal });
+      res = await send(dispatcher, { origin, path: req.path, method: req.method, headers, body: payload, signal });
       body = await readBody(res, target);
     } catch (err) {
       throw failureOf(err, target, req.signal, timeout, ms);
