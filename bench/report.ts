@@ -23,6 +23,8 @@ export interface Machine {
 export interface Results {
   machine: Machine;
   date: string;
+  /** The commit measured, and any uncommitted lib/ changes. */
+  source: string;
   command: string;
   rounds: number;
   writes: number;
@@ -192,7 +194,7 @@ export function markdown(results: Results): string {
   return [
     '# Benchmarks',
     '',
-    `Written by \`${results.command}\` (scripts/bench.ts) on ${results.date}, in ${results.seconds.toFixed(0)} s.`,
+    `Written by \`${results.command}\` (scripts/bench.ts) on ${results.date}, in ${results.seconds.toFixed(0)} s; code measured: ${results.source}.`,
     '',
     `Machine: ${machineLine(results.machine)}.`,
     '',
@@ -209,7 +211,7 @@ export function markdown(results: Results): string {
     `- **Runs.** One warm-up round (discarded), then ${results.rounds} rounds; each round runs every contender once, in the table's order, each on a fresh Build. After every run the local API server's stored Build is checked (phase Done, the image, every condition Success, exactly one event, no failed request).`,
     '- **Cold start** is read on the child\'s own clock: `performance.now()` (ms since its process started) when the first status write was acknowledged. For spot-runtime that is when the runner starts the first task, which it does only after the write marking it In Progress returned; for the others, when the first write\'s promise resolved. The "imports" row is the same clock once the job\'s static imports were loaded.',
     '- **Whole job wall time** is the parent\'s clock, from `spawn()` to the child\'s exit: it includes starting the process and everything Node does before exiting.',
-    '- **Peak RSS** is `process.resourceUsage().maxRSS`, read in the child\'s `exit` handler.',
+    '- **Peak RSS** is `process.resourceUsage().maxRSS`, read in the child\'s `exit` handler. For a process that ends by itself this equals `/usr/bin/time`\'s maximum resident size (checked); no job calls `process.exit()`, which would read it before V8\'s background work is done.',
     '- **Requests and bytes** come from the local API server\'s request log; bytes are request bodies as the server read them (headers not counted).',
     `- **Per-write latency**: one process per loop and round, ${WARMUP_WRITES} untimed writes, then ${results.writes} timed ones, each a merge patch of one condition with the resourceVersion precondition; p50/p99 per run, median over the ${results.rounds} rounds. spot-runtime's figure is \`updateBuildStatus\` (what the runner uses); \`patchBuildStatus\` is measured too and shown under Targets.`,
     '- **Footprint**: `npm pack` of this repository and of the client-node release, then `npm install --omit=dev <tarball>` into an empty project; installed size is the apparent size of every file under its node_modules, packages are the lockfile\'s node_modules entries.',
@@ -222,7 +224,7 @@ export function markdown(results: Results): string {
 export function consoleReport(results: Results): string {
   return [
     `Machine: ${machineLine(results.machine)}`,
-    `Date: ${results.date}; command: ${results.command}; ${results.seconds.toFixed(0)} s`,
+    `Date: ${results.date}; command: ${results.command}; ${results.seconds.toFixed(0)} s; code measured: ${results.source}`,
     '',
     'Targets:',
     formatTargets(targets(results)).replaceAll('**', ''),

@@ -54,6 +54,18 @@ function staleDist(): string | undefined {
   return changed ? `lib/${changed} changed after the last build` : undefined;
 }
 
+/** Which code is measured: the commit, and lib/ files that differ from it in the working tree. */
+function sourceLine(): string {
+  const git = (...args: string[]) => spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' });
+  const head = git('rev-parse', '--short', 'HEAD');
+  if (head.status !== 0) return 'not a git checkout';
+  const dirty = git('status', '--porcelain', '--', 'lib', 'package.json')
+    .stdout.split('\n')
+    .filter(Boolean)
+    .map((line) => line.slice(3));
+  return `commit ${head.stdout.trim()}${dirty.length ? `, with uncommitted changes to ${dirty.join(', ')}` : ''}`;
+}
+
 function ensureBuilt(): void {
   const reason = staleDist();
   if (!reason) return;
@@ -64,6 +76,7 @@ function ensureBuilt(): void {
 
 async function main(): Promise<void> {
   const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const source = sourceLine();
   ensureBuilt();
   log('snapshot of package.json, dist/, lib/ and the jobs in a temp folder; compiling the jobs there');
   const workspace = await createWorkspace();
@@ -103,6 +116,7 @@ async function main(): Promise<void> {
       loadAfter,
     },
     date,
+    source,
     command: ['npm run bench', ...(args.length ? ['--', ...args] : [])].join(' '),
     rounds,
     writes,

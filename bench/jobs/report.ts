@@ -2,6 +2,9 @@
  * How a job hands its figures to scripts/bench.ts: it prints nothing but one JSON line, at exit,
  * `{ marks, maxRssKiB, ...extra }`. `marks` are `performance.now()` readings, i.e. milliseconds
  * since this process started. Importing this module installs the exit hook.
+ *
+ * A job must end by itself (never `process.exit()`): Node then waits for V8's background work,
+ * such as compiling undici's llhttp WebAssembly, before `exit`, so maxRSS read there is the peak.
  */
 import { writeSync } from 'node:fs';
 
