@@ -71,4 +71,5 @@ export {
 } from './errors.js';
 export { createLogger, silentLogger, redact, type Logger, type LogLevel, type LogFormat, type LogFields } from './log.js';
 export { VERSION } from './version.js';
+export { preferLowMemoryWasm } from './undici.js';
 export * from './types.js';
