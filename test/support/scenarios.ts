@@ -334,6 +334,10 @@ class RunScope implements Run {
         options.onOutput?.(text, stream);
       },
       onSpawn: (child) => {
+        // A run that fails half-way must not leave its spot-run behind.
+        this.cleanup.push(async () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        });
         if (options.measureRss && child.pid !== undefined) {
           const path = `/proc/${child.pid}/status`;
           const read = () => {
@@ -620,8 +624,21 @@ export function problemLines(stderr: string): string[] {
     .filter((l) => !/^\d{4}-\d\d-\d\dT[\d:.]+Z (INFO|DEBUG) /.test(l));
 }
 
-/** Resolves when `marker` appears on a line of the child's output; gives the line. */
-export function waitForLine(marker: RegExp): { onOutput: (text: string) => void; line: Promise<string> } {
+/** One line of a step's output as spot-run shows it: `[TYPE] line` in text logs, `{"msg", "step"}` in JSON ones. */
+function stepLine(line: string): { step: string; text: string } | undefined {
+  const prefixed = /^\[([^\]]+)\] (.*)$/.exec(line);
+  if (prefixed) return { step: prefixed[1]!, text: prefixed[2]! };
+  if (!line.startsWith('{')) return undefined;
+  try {
+    const entry = JSON.parse(line) as { step?: unknown; msg?: unknown };
+    return typeof entry.step === 'string' && typeof entry.msg === 'string' ? { step: entry.step, text: entry.msg } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Watches the child's output for a line of step `step` that matches `marker`; `line` gives that line's text. */
+export function waitForStepLine(step: string, marker: RegExp): { onOutput: (text: string) => void; line: Promise<string> } {
   let buffer = '';
   let resolve!: (line: string) => void;
   const line = new Promise<string>((r) => (resolve = r));
@@ -630,14 +647,32 @@ export function waitForLine(marker: RegExp): { onOutput: (text: string) => void;
     line,
     onOutput(text) {
       if (done) return;
-      buffer = (buffer + text).slice(-8192);
-      const found = buffer.split('\n').find((l) => marker.test(l));
-      if (found) {
-        done = true;
-        resolve(found);
+      const lines = (buffer + text).split('\n');
+      buffer = lines.pop()!.slice(-8192);
+      for (const l of lines) {
+        const parsed = stepLine(l);
+        if (parsed && parsed.step === step && marker.test(parsed.text)) {
+          done = true;
+          resolve(parsed.text);
+          return;
+        }
       }
     },
   };
+}
+
+/** `line`, or a failure if the child exits first (so a missing marker fails the run instead of hanging it). */
+async function before(line: Promise<string>, run: Promise<CliRun>, what: string): Promise<string> {
+  const exited = run.then(
+    (res) => {
+      throw new Error(`spot-run exited (${res.code ?? res.signal}) before ${what}\nstdout:\n${res.stdout.slice(-2000)}\nstderr:\n${res.stderr.slice(-2000)}`);
+    },
+    (err: unknown) => {
+      throw err;
+    },
+  );
+  exited.catch(() => {}); // once the line won, the exit is the run's business
+  return Promise.race([line, exited]);
 }
 
 /**
@@ -1081,13 +1116,13 @@ const tokenRotation: Scenario = {
       const server = await r.server();
       const dir = await r.tempDir();
       const go = join(dir, 'go');
-      const ready = waitForLine(/\[Building Image\] ready/);
+      const ready = waitForStepLine('Building Image', /^ready$/);
       const run = r.cli(
         server,
         ['--log-format', 'json', '--log-level', 'debug', '--step', 'Fetching Source=true', '--step', waitingStep('Building Image'), '--step', `Pushing Image=echo ${IMAGE} > "$SPOT_RESULTS_DIR/image-url"`],
         { env: { SPOT_TEST_GO: go }, onOutput: ready.onOutput },
       );
-      await ready.line;
+      await before(ready.line, run, 'the step said it was ready');
       const old = server.api.token;
       const fresh = await server.rotateToken();
       assert.notEqual(fresh, old);
@@ -1117,13 +1152,13 @@ const outage: Scenario = {
       const server = await r.server();
       const dir = await r.tempDir();
       const go = join(dir, 'go');
-      const ready = waitForLine(/\[Building Image\] ready/);
+      const ready = waitForStepLine('Building Image', /^ready$/);
       const run = r.cli(
         server,
         ['--log-level', 'debug', '--step', 'Fetching Source=true', '--step', waitingStep('Building Image', `echo ${IMAGE} > "$SPOT_RESULTS_DIR/image-url"`), '--step', 'Pushing Image=true'],
         { env: { SPOT_TEST_GO: go }, onOutput: ready.onOutput },
       );
-      await ready.line;
+      await before(ready.line, run, 'the step said it was ready');
       await server.api.suspend();
       const down = Date.now();
       await sleep(1_000);
@@ -1155,12 +1190,12 @@ const outageBeyondDeadline: Scenario = {
       const server = await r.server();
       const dir = await r.tempDir();
       const go = join(dir, 'go');
-      const ready = waitForLine(/\[Building Image\] ready/);
+      const ready = waitForStepLine('Building Image', /^ready$/);
       const run = r.cli(server, ['--api-deadline', '3', '--step', 'Fetching Source=true', '--step', waitingStep('Building Image'), '--step', 'Pushing Image=true'], {
         env: { SPOT_TEST_GO: go },
         onOutput: ready.onOutput,
       });
-      await ready.line;
+      await before(ready.line, run, 'the step said it was ready');
       await server.api.suspend();
       const released = Date.now();
       await writeFile(go, '');
@@ -1223,14 +1258,14 @@ const sigterm: Scenario = {
     await ctx.run('SIGTERM', async (r) => {
       const server = await r.server();
       // The step's shell leaves a grandchild that ignores TERM: only the group kill gets it.
-      const ready = waitForLine(/\[Building Image\] pids \d+ \d+/);
+      const ready = waitForStepLine('Building Image', /^pids \d+ \d+$/);
       let child: ChildProcess | undefined;
       const run = r.cli(
         server,
         ['--grace', '8', '--log-format', 'json', '--step', 'Fetching Source=true', '--step', `Building Image=(trap '' TERM; exec sleep 300) & echo "pids $$ $!"; wait`, '--step', 'Pushing Image=true'],
         { onOutput: ready.onOutput, onSpawn: (c) => (child = c) },
       );
-      const [, leader, grandchild] = /pids (\d+) (\d+)/.exec(await ready.line)!.map(Number) as [number, number, number];
+      const [, leader, grandchild] = /pids (\d+) (\d+)/.exec(await before(ready.line, run, 'the step said its pids'))!.map(Number) as [number, number, number];
       assert.ok(alive(grandchild), 'the grandchild runs');
       const signalled = Date.now();
       child!.kill('SIGTERM');
