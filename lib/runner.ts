@@ -7,7 +7,7 @@ import type { BuildClient } from './client.js';
 import { applyCondition, DEFAULT_VOCABULARY, getCondition, setCondition, type Vocabulary } from './conditions.js';
 import { AbortedError, TaskFailure } from './errors.js';
 import { MAX_MESSAGE_BYTES, truncateUtf8 } from './events.js';
-import { silentLogger, type Logger } from './log.js';
+import { redact, silentLogger, type Logger } from './log.js';
 import type { Build, BuildRef, BuildStatus, ConditionStatus } from './types.js';
 
 export interface TaskContext {
@@ -246,7 +246,7 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
         const interrupted = attempt.interrupted;
         const message = interrupted
           ? `${task.type} was interrupted by ${stopSignalOf(signal)} after ${elapsed}`
-          : `${task.type} failed after ${elapsed}: ${attempt.error.message}`;
+          : `${task.type} failed after ${elapsed}: ${redact(attempt.error.message)}`;
         log.error(`[${i + 1}/${total}] ${task.type} ${interrupted ? 'interrupted' : 'failed'} after ${elapsed}`, {
           reason: attempt.reason,
           error: attempt.error.message,
@@ -319,7 +319,7 @@ export async function monitorCondition<T>(
   } catch (err) {
     const error = errorOf(err);
     const reason = signal.aborted ? Reasons.Terminated : err instanceof TaskFailure ? err.reason : Reasons.Failed;
-    build = await client.updateBuildStatus(ref, mark(type, vocabulary.error, now(), vocabulary, { reason, message: error.message }), {
+    build = await client.updateBuildStatus(ref, mark(type, vocabulary.error, now(), vocabulary, { reason, message: redact(error.message) }), {
       base: build,
     });
     return { ok: false, error, build };
@@ -354,7 +354,7 @@ export async function recordErrorAndExit(
   const vocabulary = options.vocabulary ?? DEFAULT_VOCABULARY;
   const exit = options.exit ?? ((code: number) => process.exit(code));
   const exitCode = options.exitCode ?? 1;
-  const message = errorOf(error).message;
+  const message = redact(errorOf(error).message);
   const signal = AbortSignal.timeout(options.deadlineMs ?? DEFAULT_FATAL_DEADLINE_MS);
   log.error(`fatal: ${message}`);
   try {
