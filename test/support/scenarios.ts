@@ -28,7 +28,7 @@ import { createClient, type ClientOptions, type SpotClient } from '../../lib/cli
 import { isSpotError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/log.js';
 import { buildRef } from '../../lib/names.js';
-import type { RetryPolicy } from '../../lib/retry.js';
+import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../../lib/retry.js';
 import { runTasks, type Task } from '../../lib/runner.js';
 import type { Build, BuildPhase, BuildStatus, ConditionStatus } from '../../lib/types.js';
 import {
@@ -207,8 +207,8 @@ export const FAST_POLICY: RetryPolicy = {
   deadlineMs: 30_000,
 };
 
-/** The retry policy spot-run uses (lib/retry.ts DEFAULT_RETRY_POLICY), for checking the log. */
-export const CLI_MAX_RETRIES = 8;
+/** The retry limit spot-run runs with (it changes only the deadline), for checking the log. */
+export const CLI_MAX_RETRIES = DEFAULT_RETRY_POLICY.maxRetries;
 
 // =============================================================================================
 // Harness
@@ -1708,6 +1708,77 @@ const tlsVerification: Scenario = {
   },
 };
 
+const taskErrorWithToken: Scenario = {
+  id: 'security/task-error-token',
+  suite: 'security',
+  title: 'a library task fails with an error that carries the token: not in the condition, the event, or the log',
+  timeoutMs: 30_000,
+  async run(ctx) {
+    await ctx.run('task error', async (r) => {
+      const server = await r.server();
+      const client = await r.client(server);
+      const token = server.api.token;
+      const outcome = await runTasks(client, buildRef('default', 'b1'), [
+        {
+          type: 'Pushing Image',
+          run: async () => {
+            // e.g. an HTTP client that puts the request's headers into its error
+            throw new Error(`registry said 401 to GET /v2/ with headers {"authorization":"Bearer ${token}"}`);
+          },
+        },
+      ], { log: createLogger({ format: 'text', level: 'debug', write: (line) => r.collect('runner log', line) }) });
+      assert.equal(outcome.exitCode, 1);
+      r.collect('outcome error', outcome.outcome === 'failed' ? outcome.error.message.replace(token, '<the task\'s own error, returned to its caller>') : '');
+      expectBuild(server.api.getBuild('default', 'b1'), {
+        phase: 'Errored',
+        conditions: [['Pushing Image', 'Error', 'Failed', /^Pushing Image failed after [\d.]+s: registry said 401 .*Bearer \[REDACTED\]/]],
+      });
+      expectEvents(server, [STARTED_COMPLETED[0]!, ['Warning', 'TaskFailed', /Bearer \[REDACTED\]/]]);
+    });
+  },
+};
+
+const leakScanSelfTest: Scenario = {
+  id: 'security/leak-scan',
+  suite: 'security',
+  title: 'the central leak scan itself finds a token planted in output, a condition message or an event',
+  timeoutMs: 30_000,
+  async run(ctx) {
+    const plants: Record<string, (r: Run, server: TestServer) => Promise<void>> = {
+      'collected output': async (r, server) => r.collect('planted', `Authorization: Bearer ${server.api.token}`),
+      'a rotated token in output': async (r, server) => r.collect('planted', `old token ${await server.rotateToken()}`),
+      'a condition message': async (_r, server) =>
+        void server.api.setBuildStatus('default', 'b1', { conditions: [{ type: 'X', status: 'Error', message: `token=${server.api.token}` }] }),
+      'an event message': async (r, server) => {
+        const client = await r.client(server);
+        const build = server.api.getBuild('default', 'b1')!;
+        // recordEvent is the library's raw API: it sends what it is given.
+        const outcome = await client.recordEvent(build, { type: 'Normal', reason: 'Planted', message: `token=${server.api.token}` });
+        assert.ok(outcome.ok);
+      },
+      'streamed child output': async (r, server) => {
+        // A step's output is redacted by spot-run; a secret the child does not know of is not.
+        const secret = 'planted-secret-the-child-does-not-know';
+        r.secret(secret);
+        await r.cli(server, ['--step', `Building Image=echo ${secret}`]);
+      },
+    };
+    for (const [where, plant] of Object.entries(plants)) {
+      await ctx.run(where, async () => {
+        const inner = await runScenario({
+          id: 'planted',
+          suite: 'security',
+          title: where,
+          timeoutMs: 20_000,
+          run: (innerCtx) => innerCtx.run('plant', async (r) => plant(r, await r.server())),
+        });
+        assert.equal(inner.passed, 0, `the scan missed a token in ${where}`);
+        assert.match(inner.failures.join('\n'), /token leaked/);
+      });
+    }
+  },
+};
+
 // =============================================================================================
 // The catalogue
 
@@ -1730,6 +1801,8 @@ export const SCENARIOS: readonly Scenario[] = [
   stepEnvironment,
   encodedNames,
   tlsVerification,
+  taskErrorWithToken,
+  leakScanSelfTest,
 ];
 
 export function scenariosOf(suite: Suite, ids?: readonly string[]): Scenario[] {
