@@ -7,7 +7,6 @@ import { silentLogger, type Logger } from './log.js';
 import { buildRef } from './names.js';
 import {
   createMergePatch,
-  jsonEqual,
   jsonPatchWithResourceVersion,
   withResourceVersion,
   type JsonPatchOperation,
@@ -127,7 +126,8 @@ export const DEFAULT_UPDATE_ATTEMPTS = 5;
  * (the `base` when given, else a GET); only what it changed is sent, as a merge patch with the
  * resourceVersion precondition. On 409 the Build is read again and `mutate` applied again, so
  * another writer's fields (the operator's pod reference and conditions) are kept, and so is ours.
- * `mutate` must therefore be repeatable: derive the change from the Build it is given.
+ * `mutate` must therefore be repeatable: derive the change from the Build it is given. It gets a
+ * copy of the status to change; `spec` is shared and must be left alone.
  * Resolves to the stored Build; writes nothing when `mutate` changed nothing.
  */
 export async function updateBuildStatus(
@@ -140,13 +140,13 @@ export async function updateBuildStatus(
   const maxAttempts = options.maxAttempts ?? DEFAULT_UPDATE_ATTEMPTS;
   let current = options.base ?? (await getBuild(transport, ref, options));
   for (let attempt = 1; ; attempt++) {
-    const draft = structuredClone(current);
-    draft.status ??= {};
+    // Only the status is copied (it is all that is written); spec is shared and read-only.
+    const draft: Build = { ...current, metadata: { ...current.metadata }, status: structuredClone(current.status ?? {}) };
     mutate(draft);
-    if (jsonEqual(current.status ?? {}, draft.status ?? {})) return current;
     const diff = createMergePatch(current.status ?? {}, draft.status ?? {});
+    if (diff === undefined) return current;
     try {
-      return await patchBuildStatus(transport, ref, { status: diff ?? {} }, {
+      return await patchBuildStatus(transport, ref, { status: diff }, {
         type: 'merge',
         resourceVersion: current.metadata.resourceVersion!,
         signal: options.signal,

@@ -138,10 +138,10 @@ export function createTransport(options: TransportOptions): Transport {
     return Buffer.concat(chunks, size);
   }
 
-  function failureOf(err: unknown, target: RequestTarget, signal: AbortSignal | undefined, timeout: AbortSignal, ms: number): Error {
+  function failureOf(err: unknown, target: RequestTarget, signal: AbortSignal | undefined, timedOut: boolean, ms: number): Error {
     if (err instanceof ResponseError) return err;
     if (signal?.aborted) return new AbortedError('request aborted', target, { cause: err });
-    if (timeout.aborted) return new TimeoutError(`no answer within ${ms} ms`, target, { cause: err });
+    if (timedOut) return new TimeoutError(`no answer within ${ms} ms`, target, { cause: err });
     const code = causeCode(err);
     const message = err instanceof Error ? err.message : String(err);
     return new NetworkError(`cannot reach the API server at ${origin}: ${redact(message)}${code && !message.includes(code) ? ` [${code}]` : ''}`, target, code, {
@@ -155,15 +155,28 @@ export function createTransport(options: TransportOptions): Transport {
     if (payload !== undefined) headers['content-type'] = req.contentType ?? 'application/json';
     if (options.tokenSource) headers.authorization = `Bearer ${await options.tokenSource.token()}`;
 
-    const timeout = AbortSignal.timeout(ms);
-    const signal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout;
+    // One controller per attempt, fired by the timeout or the caller's signal; the timer is
+    // cleared as soon as the body is in (cheaper than AbortSignal.timeout + AbortSignal.any on
+    // the per-write path).
+    const controller = new AbortController();
+    const timedOut = { value: false };
+    const timer = setTimeout(() => {
+      timedOut.value = true;
+      controller.abort();
+    }, ms);
+    const forward = () => controller.abort(req.signal?.reason);
+    if (req.signal?.aborted) forward();
+    req.signal?.addEventListener('abort', forward, { once: true });
     let res: Dispatcher.ResponseData;
     let body: Buffer;
     try {
-      res = await send(dispatcher, { origin, path: req.path, method: req.method, headers, body: payload, signal });
+      res = await send(dispatcher, { origin, path: req.path, method: req.method, headers, body: payload, signal: controller.signal });
       body = await readBody(res, target);
     } catch (err) {
-      throw failureOf(err, target, req.signal, timeout, ms);
+      throw failureOf(err, target, req.signal, timedOut.value, ms);
+    } finally {
+      clearTimeout(timer);
+      req.signal?.removeEventListener('abort', forward);
     }
 
     const { statusCode } = res;
