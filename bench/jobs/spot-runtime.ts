@@ -5,11 +5,15 @@
  * The relative import is what lets one source serve three contenders: under tsx it is
  * lib/index.ts; compiled to dist/bench/jobs/ it is dist/lib/index.js; bundled it is inlined.
  */
-import { createClient, parseBuildReference, runTasks, type Task } from '../../lib/index.js';
+import { createClient, parseBuildReference, preferLowMemoryWasm, runTasks, type Task } from '../../lib/index.js';
 import { EVENT, IMAGE_URL, STEPS } from './common.js';
 import { mark } from './report.js';
 
 mark('imported'); // every static import above has been loaded and evaluated
+
+// As the README advises a program that owns its process (and as spot-run does): V8's baseline
+// WebAssembly compiler only, for undici's HTTP parser.
+preferLowMemoryWasm();
 
 const client = await createClient();
 const ref = parseBuildReference(process.env.BUILD_REFERENCE ?? '');
