@@ -16,6 +16,7 @@ import { createRequire } from 'node:module';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildFailure } from 'esbuild';
+import { REQUIRE_SHIM, spotRunBundleOptions } from './bundle-options.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const DIST = join(ROOT, 'dist');
@@ -25,17 +26,7 @@ const BIN = join(DIST, 'scripts', 'spot-run.js');
 const BUNDLE = join(DIST, 'spot-run.mjs');
 const SMOKE_TIMEOUT_MS = 15_000;
 
-/**
- * undici is CommonJS: inside an ESM bundle esbuild turns its `require('node:…')` calls into a shim
- * that throws "Dynamic require of … is not supported" unless a real `require` is in scope. The
- * import is aliased so that it cannot collide with a `createRequire` the bundled code imports
- * itself (the banner is opaque text to esbuild, which cannot rename around it).
- */
-const BANNER = [
-  '#!/usr/bin/env node',
-  "import { createRequire as __spotCreateRequire } from 'node:module';",
-  'const require = __spotCreateRequire(import.meta.url);',
-].join('\n');
+const BANNER = `#!/usr/bin/env node\n${REQUIRE_SHIM}`;
 
 class BuildError extends Error {}
 
@@ -98,19 +89,12 @@ async function bundle(): Promise<void> {
   const entryHasShebang = readFileSync(ENTRY, 'utf8').startsWith('#!');
   try {
     await build({
-      absWorkingDir: ROOT,
-      entryPoints: [ENTRY],
-      outfile: BUNDLE,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
+      ...spotRunBundleOptions(ROOT, ENTRY, BUNDLE),
       minify: true,
       treeShaking: true,
       // A separate .map plus a sourceMappingURL comment, so `node --enable-source-maps` finds it.
       sourcemap: 'linked',
-      banner: { js: entryHasShebang ? BANNER.slice(BANNER.indexOf('\n') + 1) : BANNER },
-      logLevel: 'warning',
+      banner: { js: entryHasShebang ? REQUIRE_SHIM : BANNER },
     });
   } catch (error) {
     // esbuild has already printed its diagnostics; add which step failed.

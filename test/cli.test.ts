@@ -13,9 +13,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { build } from 'esbuild';
 import { ExitCodes } from '../lib/runner.js';
-import { runCli, SPOT_RUN_TS, type CliOptions, type CliResult } from './support/cli.js';
+import { bundleSpotRun, runCli, SPOT_RUN_TS, type CliOptions, type CliResult } from './support/cli.js';
 import { startApiServer, type ApiServer } from './support/apiserver.js';
 
 let scratch: string;
@@ -24,7 +23,7 @@ let bundle: string;
 
 before(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'spot-cli-test-'));
-  bundle = await bundleSpotRun(scratch);
+  bundle = await bundleSpotRun();
   server = await startApiServer();
 });
 after(async () => {
@@ -32,22 +31,6 @@ after(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
 
-/** scripts/spot-run.ts as one ESM file with undici inlined, as scripts/build.ts bundles it (not minified). */
-async function bundleSpotRun(dir: string): Promise<string> {
-  const outfile = join(dir, 'spot-run.mjs');
-  await build({
-    entryPoints: [SPOT_RUN_TS],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    // undici is CommonJS: its require() calls need a real require in an ESM bundle.
-    banner: { js: "import { createRequire as __spotCreateRequire } from 'node:module';\nconst require = __spotCreateRequire(import.meta.url);" },
-    logLevel: 'warning',
-  });
-  return outfile;
-}
 
 /** `spot-run ARGS` from the bundle. */
 const spotRun = (args: string[], options: CliOptions = {}) => runCli(args, { entry: bundle, ...options });

@@ -15,9 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ChildProcess } from 'node:child_process';
-import { build } from 'esbuild';
 import type { Build, BuildCondition } from '../lib/types.js';
-import { runCli, SPOT_RUN_TS, type CliOptions, type CliResult } from './support/cli.js';
+import { bundleSpotRun, runCli, type CliOptions, type CliResult } from './support/cli.js';
 import { startApiServer, type ApiServer, type StoredEvent } from './support/apiserver.js';
 
 let scratch: string;
@@ -26,7 +25,7 @@ let bundle: string;
 
 before(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'spot-e2e-'));
-  bundle = await bundleSpotRun(scratch);
+  bundle = await bundleSpotRun();
   server = await startApiServer();
 });
 after(async () => {
@@ -34,21 +33,6 @@ after(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
 
-/** scripts/spot-run.ts as one ESM file with undici inlined, as scripts/build.ts bundles it (not minified). */
-async function bundleSpotRun(dir: string): Promise<string> {
-  const outfile = join(dir, 'spot-run.mjs');
-  await build({
-    entryPoints: [SPOT_RUN_TS],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    banner: { js: "import { createRequire as __spotCreateRequire } from 'node:module';\nconst require = __spotCreateRequire(import.meta.url);" },
-    logLevel: 'warning',
-  });
-  return outfile;
-}
 
 const buildPath = (ns: string) => `/apis/spot.release.com/v1alpha1/namespaces/${ns}/builds/b1`;
 const statusPath = (ns: string) => `${buildPath(ns)}/status`;

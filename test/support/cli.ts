@@ -3,7 +3,11 @@
  * did: exit code or signal, stdout, stderr, wall time, and (optionally) its peak RSS.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spotRunBundleOptions } from '../../scripts/bundle-options.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const SPOT_RUN_TS = fileURLToPath(new URL('../../scripts/spot-run.ts', import.meta.url));
@@ -67,4 +71,23 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRes
     });
     options.onSpawn?.(child);
   });
+}
+
+let bundled: Promise<string> | undefined;
+
+/**
+ * scripts/spot-run.ts from the current sources as one ESM file (as `npm run build` makes
+ * dist/spot-run.mjs, unminified), built once per test process into a temp dir removed at exit.
+ * Children start from it in a fraction of the time tsx needs.
+ */
+export function bundleSpotRun(): Promise<string> {
+  bundled ??= (async () => {
+    const { build } = await import('esbuild');
+    const dir = mkdtempSync(join(tmpdir(), 'spot-run-bundle-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    const outfile = join(dir, 'spot-run.mjs');
+    await build(spotRunBundleOptions(ROOT, SPOT_RUN_TS, outfile));
+    return outfile;
+  })();
+  return bundled;
 }

@@ -18,7 +18,7 @@
  */
 import { strict as assert } from 'node:assert';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,7 +39,7 @@ import {
   type NewBuild,
   type RequestLogEntry,
 } from './apiserver.js';
-import { ROOT, runCli, type CliResult } from './cli.js';
+import { bundleSpotRun, ROOT, runCli, type CliResult } from './cli.js';
 
 // =============================================================================================
 // Seeded randomness
@@ -59,8 +59,6 @@ export function mulberry32(seed: number): () => number {
 // =============================================================================================
 // The spot-run entry
 
-let bundle: Promise<string | undefined> | undefined;
-
 /**
  * `dist`-style bundle of scripts/spot-run.ts built from the current sources into a temp dir
  * (removed when the process exits), or undefined to run through tsx (`SPOT_RUN_ENTRY=tsx`).
@@ -70,26 +68,7 @@ export function spotRunEntry(): Promise<string | undefined> {
   if (chosen === 'tsx') return Promise.resolve(undefined);
   // A built file, e.g. dist/spot-run.mjs: the scenarios then check what ships.
   if (chosen) return Promise.resolve(chosen);
-  bundle ??= (async () => {
-    const { build } = await import('esbuild');
-    const dir = mkdtempSync(join(tmpdir(), 'spot-run-bundle-'));
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-    const outfile = join(dir, 'spot-run.mjs');
-    await build({
-      absWorkingDir: ROOT,
-      entryPoints: [join(ROOT, 'scripts', 'spot-run.ts')],
-      outfile,
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      // undici is CommonJS: give the ESM bundle a real `require` (as scripts/build.ts does).
-      banner: { js: "import { createRequire as __spotCreateRequire } from 'node:module';\nconst require = __spotCreateRequire(import.meta.url);" },
-      logLevel: 'warning',
-    });
-    return outfile;
-  })();
-  return bundle;
+  return bundleSpotRun();
 }
 
 // =============================================================================================
