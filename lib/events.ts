@@ -50,6 +50,27 @@ export function truncateUtf8(text: string, limit: number): string {
   return bytes.toString('utf8').replace(/\uFFFD+$/, '') + marker;
 }
 
+/**
+ * Fits a message into `limit` bytes. A failure's cause is mostly at its end (a step's last stderr
+ * lines), so a longer message keeps its first line (at most a quarter of the room) and as much of
+ * its end as fits, from a line start when there is one, with `...` between.
+ */
+export function fitMessage(message: string, limit = MAX_MESSAGE_BYTES): string {
+  if (Buffer.byteLength(message, 'utf8') <= limit) return message;
+  const firstLine = message.split('\n', 1)[0]!;
+  const head = truncateUtf8(firstLine, Math.floor(limit / 4));
+  const marker = '\n...\n';
+  const bytes = Buffer.from(message, 'utf8');
+  // Decoding from the middle of a character gives U+FFFD: drop it.
+  let tail = bytes
+    .subarray(bytes.length - (limit - Buffer.byteLength(head, 'utf8') - marker.length))
+    .toString('utf8')
+    .replace(/^\uFFFD+/, '');
+  const lineStart = tail.indexOf('\n');
+  if (lineStart >= 0 && lineStart < tail.length - 1) tail = tail.slice(lineStart + 1);
+  return `${head}${marker}${tail}`;
+}
+
 let lastNanos = 0n;
 /** `<build>.<hex nanoseconds>` like client-go, strictly increasing within the process. */
 export function eventName(buildName: string, now: Date): string {
@@ -76,7 +97,7 @@ export function makeEvent(build: Build, input: EventInput, init: { name: string;
       ...(metadata.resourceVersion ? { resourceVersion: metadata.resourceVersion } : {}),
     },
     reason: input.reason,
-    message: truncateUtf8(input.message, MAX_MESSAGE_BYTES),
+    message: fitMessage(input.message),
     type: input.type,
     source: { component: init.component },
     reportingComponent: init.component,
@@ -164,7 +185,7 @@ export class EventRecorder {
       await this.#transport.request({
         method: 'PATCH',
         path: `/api/v1/namespaces/${seen.namespace}/events/${seen.name}`,
-        body: { count, lastTimestamp: formatTime(now), message: truncateUtf8(input.message, MAX_MESSAGE_BYTES) },
+        body: { count, lastTimestamp: formatTime(now), message: fitMessage(input.message) },
         contentType: 'application/merge-patch+json',
         // Setting the count to a number is the same however often it is done.
         idempotent: true,

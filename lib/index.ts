@@ -16,7 +16,7 @@ export {
   type PatchOptions,
   type UpdateOptions,
 } from './builds.js';
-export { EventRecorder, makeEvent, eventName, truncateUtf8, MAX_MESSAGE_BYTES, type EventInput, type EventOutcome, type EventRecorderOptions } from './events.js';
+export { EventRecorder, makeEvent, eventName, fitMessage, truncateUtf8, MAX_MESSAGE_BYTES, type EventInput, type EventOutcome, type EventRecorderOptions } from './events.js';
 export {
   getCondition,
   setCondition,

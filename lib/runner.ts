@@ -6,7 +6,6 @@
 import type { BuildClient } from './client.js';
 import { applyCondition, DEFAULT_VOCABULARY, getCondition, setCondition, type Vocabulary } from './conditions.js';
 import { AbortedError, TaskFailure } from './errors.js';
-import { MAX_MESSAGE_BYTES, truncateUtf8 } from './events.js';
 import { redact, silentLogger, type Logger } from './log.js';
 import type { Build, BuildRef, BuildStatus, ConditionStatus } from './types.js';
 
@@ -79,23 +78,6 @@ type Mutation = (build: Build) => void;
 
 function errorOf(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
-}
-
-/**
- * An event message holds 1 KiB and the recorder cuts what is over from its end; but a failure's
- * cause is mostly at its end (a step's last stderr lines). A longer one keeps its first line and
- * as much of its end as fits, from a line start, with `...` between.
- */
-function eventMessage(message: string, limit = MAX_MESSAGE_BYTES): string {
-  if (Buffer.byteLength(message, 'utf8') <= limit) return message;
-  const head = truncateUtf8(message.split('\n', 1)[0]!, Math.floor(limit / 4));
-  const marker = '\n...\n';
-  const bytes = Buffer.from(message, 'utf8');
-  // Decoding from the middle of a character gives U+FFFD: drop it.
-  let tail = bytes.subarray(bytes.length - (limit - Buffer.byteLength(head, 'utf8') - marker.length)).toString('utf8').replace(/^\uFFFD+/, '');
-  const lineStart = tail.indexOf('\n');
-  if (lineStart >= 0 && lineStart < tail.length - 1) tail = tail.slice(lineStart + 1);
-  return `${head}${marker}${tail}`;
 }
 
 function seconds(ms: number): string {
@@ -254,7 +236,7 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
         build = await client.updateBuildStatus(ref, mark(task.type, vocabulary.error, now(), vocabulary, { reason: attempt.reason, message }), {
           base: build,
         });
-        await emit(build, 'Warning', attempt.reason === Reasons.Failed ? 'TaskFailed' : attempt.reason, eventMessage(message));
+        await emit(build, 'Warning', attempt.reason === Reasons.Failed ? 'TaskFailed' : attempt.reason, message);
         if (interrupted) {
           const name = stopSignalOf(signal);
           return { outcome: 'interrupted', build, exitCode: ExitCodes[name] as 130 | 143, type: task.type, signal: name };

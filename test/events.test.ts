@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import { isForbidden } from '../lib/errors.js';
-import { eventName, makeEvent, MAX_MESSAGE_BYTES, truncateUtf8 } from '../lib/events.js';
+import { eventName, fitMessage, makeEvent, MAX_MESSAGE_BYTES, truncateUtf8 } from '../lib/events.js';
 import type { Build } from '../lib/types.js';
 import { loadFixture, replyBody, withFixture, type Exchange, type WithFixtureOptions } from './support/fixtures.js';
 
@@ -161,9 +161,33 @@ describe('message truncation', () => {
       const outcome = await client.recordEvent(build, { type: 'Normal', reason: 'Started', message });
       assert.ok(outcome.ok, JSON.stringify(outcome));
       const sent = (requests[0]!.body as { message: string }).message;
-      assert.equal(sent, truncateUtf8(message, MAX_MESSAGE_BYTES));
-      assert.ok(Buffer.byteLength(sent) <= 1024 && sent.endsWith('€...'), sent.slice(-10));
+      assert.equal(sent, fitMessage(message));
+      // The head and the end of the message, the middle given up.
+      assert.ok(Buffer.byteLength(sent) <= 1024 && sent.startsWith('step failed: €') && sent.endsWith('€€€'), sent.slice(-10));
+      assert.ok(sent.includes('\n...\n'), 'marks the cut');
     }, eventOptions(clock));
+  });
+});
+
+describe('fitMessage', () => {
+  test('keeps a message that fits as it is', () => {
+    assert.equal(fitMessage('exit code 1'), 'exit code 1');
+  });
+
+  test('keeps the first line and the end, where a failure says its cause', () => {
+    const lines = ['Building Image failed: exit code 2; last stderr lines:', ...Array.from({ length: 40 }, (_, i) => `line ${i} ${'x'.repeat(60)}`), 'error: the real cause'];
+    const fitted = fitMessage(lines.join('\n'));
+    assert.ok(Buffer.byteLength(fitted) <= MAX_MESSAGE_BYTES, `${Buffer.byteLength(fitted)} bytes`);
+    assert.ok(fitted.startsWith(`${lines[0]}\n...\nline `), fitted.slice(0, 80));
+    assert.ok(fitted.endsWith('\nerror: the real cause'), fitted.slice(-40));
+  });
+
+  test('never splits a character', () => {
+    for (const char of ['é', '€', '🚀']) {
+      const fitted = fitMessage(`${char.repeat(300)}\n${char.repeat(700)}`);
+      assert.ok(Buffer.byteLength(fitted) <= MAX_MESSAGE_BYTES, char);
+      assert.ok(!fitted.includes('\uFFFD'), `${char}: a broken character`);
+    }
   });
 });
 
