@@ -106,7 +106,10 @@ export class ApiError extends SpotError {
     super(`${statusCode} ${reason}: ${serverMessage}${snippet} ${at(target)}`);
     this.statusCode = statusCode;
     this.reason = reason;
-    this.details = status?.details;
+    // Causes carry server text too (a webhook's message can echo a request header).
+    this.details = status?.details?.causes
+      ? { ...status.details, causes: status.details.causes.map((c) => (c.message ? { ...c, message: redact(c.message) } : c)) }
+      : status?.details;
     this.serverMessage = serverMessage;
     this.retryAfterSeconds = init.retryAfterSeconds ?? status?.details?.retryAfterSeconds;
     this.bodySnippet = init.bodySnippet;

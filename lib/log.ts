@@ -40,7 +40,10 @@ export function containsSecret(text: string): boolean {
 /** Replaces every registered secret in `text` with `[REDACTED]`. */
 export function redact(text: string): string {
   let out = text;
-  for (const secret of secrets) if (out.includes(secret)) out = out.split(secret).join('[REDACTED]');
+  // Longest first: a secret that contains a shorter one must not be left half shown.
+  for (const secret of [...secrets].sort((a, b) => b.length - a.length)) {
+    if (out.includes(secret)) out = out.split(secret).join('[REDACTED]');
+  }
   return out;
 }
 

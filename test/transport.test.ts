@@ -328,3 +328,32 @@ describe('error messages', () => {
     }
   });
 });
+
+describe('server text that echoes the token', () => {
+  test('a 422 whose causes repeat the Authorization header keeps the token out of the error', async () => {
+    const token = 'test-token-echoed-by-a-webhook';
+    const exchange: Exchange = {
+      comment: 'an admission webhook that quotes the request back in its causes',
+      request: { method: 'GET', path: '/apis/spot.release.com/v1alpha1/namespaces/ns/builds/b1' },
+      reply: {
+        status: 422,
+        body: {
+          kind: 'Status',
+          apiVersion: 'v1',
+          metadata: {},
+          status: 'Failure',
+          message: `denied: Authorization: Bearer ${token}`,
+          reason: 'Invalid',
+          details: { name: 'b1', kind: 'builds', causes: [{ reason: 'FieldValueInvalid', field: 'metadata', message: `header was Bearer ${token}` }] },
+          code: 422,
+        },
+      },
+    };
+    await withFixture([exchange], async (client) => {
+      const err = await rejection(() => client.getBuild(ref));
+      assert.ok(err instanceof ApiError, String(err));
+      assert.ok(!JSON.stringify({ message: err.message, details: err.details }).includes(token), 'the token is in the error');
+      assert.equal(err.details?.causes?.[0]?.message, 'header was Bearer [REDACTED]');
+    }, { config: { tokenSource: new StaticTokenSource(token) } });
+  });
+});
