@@ -31,18 +31,21 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
  * Arrays are replaced whole (merge patch cannot address elements), removed keys become `null`.
  */
 export function createMergePatch(before: unknown, after: unknown): unknown {
+  if (isObject(before) && isObject(after)) {
+    // One walk: equal subtrees give nothing, so there is no separate equality pass per level.
+    const patch: Record<string, unknown> = {};
+    for (const key of Object.keys(after)) {
+      if (after[key] === undefined) continue;
+      const sub = createMergePatch(before[key], after[key]);
+      if (sub !== undefined) patch[key] = sub;
+    }
+    for (const key of Object.keys(before)) {
+      if (before[key] !== undefined && after[key] === undefined) patch[key] = null;
+    }
+    return Object.keys(patch).length > 0 ? patch : undefined;
+  }
   if (jsonEqual(before, after)) return undefined;
-  if (!isObject(before) || !isObject(after)) return after === undefined ? null : after;
-  const patch: Record<string, unknown> = {};
-  for (const key of Object.keys(after)) {
-    if (after[key] === undefined) continue;
-    const sub = createMergePatch(before[key], after[key]);
-    if (sub !== undefined) patch[key] = sub;
-  }
-  for (const key of Object.keys(before)) {
-    if (before[key] !== undefined && (!(key in after) || after[key] === undefined)) patch[key] = null;
-  }
-  return patch;
+  return after === undefined ? null : after;
 }
 
 /** Adds a resourceVersion precondition to a merge patch. */

@@ -125,6 +125,10 @@ export function createTransport(options: TransportOptions): Transport {
       res.body.destroy();
       throw new ResponseError(`response body of ${declared} bytes exceeds the ${bodyLimit}-byte limit`, target, res.statusCode);
     }
+    // A declared length within the cap: read it in one go (the common case; cheaper than iterating).
+    if (Number.isFinite(declared) && res.headers['content-length'] !== undefined) {
+      return Buffer.from(await res.body.arrayBuffer());
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of res.body) {
