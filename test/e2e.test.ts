@@ -9,13 +9,14 @@
  * from the source at the start: through tsx every child would cost ~0.7 CPU-seconds more.
  */
 import { strict as assert } from 'node:assert';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ChildProcess } from 'node:child_process';
 import type { Build, BuildCondition } from '../lib/types.js';
+import { isLive, liveGroupMembersAfter } from './support/processes.js';
 import { bundleSpotRun, runCli, type CliOptions, type CliResult } from './support/cli.js';
 import { startApiServer, type ApiServer, type StoredEvent } from './support/apiserver.js';
 
@@ -448,7 +449,7 @@ describe('signals', () => {
       ]);
       assert.ok(!result.stdout.includes('never'));
       const [pgid, grandchild] = readFileSync(pids, 'utf8').trim().split(' ').map(Number);
-      assert.deepEqual(liveGroupMembers(pgid!), [], `the step's process group ${pgid} is still running`);
+      assert.deepEqual(await liveGroupMembersAfter(pgid!), [], `the step's process group ${pgid} is still running`);
       assert.equal(isLive(grandchild!), false);
     });
   }
@@ -478,7 +479,7 @@ describe('signals', () => {
     assert.deepEqual(conditions(ns), [['Building Image', 'Error', 'Terminated']], 'the interruption was reported before the grace period ran out');
     assert.equal(stored(ns).status!.phase, 'Errored');
     const [pgid, grandchild] = readFileSync(pids, 'utf8').trim().split(' ').map(Number);
-    assert.deepEqual(liveGroupMembers(pgid!), [], `the step's process group ${pgid} outlived spot-run`);
+    assert.deepEqual(await liveGroupMembersAfter(pgid!), [], `the step's process group ${pgid} outlived spot-run`);
     assert.equal(isLive(grandchild!), false);
   });
 
@@ -504,7 +505,7 @@ describe('signals', () => {
     assert.equal(result.code, 130, result.stderr);
     assert.match(result.stderr, /second SIGINT: exiting now/);
     const [pgid, grandchild] = readFileSync(pids, 'utf8').trim().split(' ').map(Number);
-    assert.deepEqual(liveGroupMembers(pgid!), [], `the step's process group ${pgid} outlived spot-run`);
+    assert.deepEqual(await liveGroupMembersAfter(pgid!), [], `the step's process group ${pgid} outlived spot-run`);
     assert.equal(isLive(grandchild!), false);
   });
 });
@@ -524,40 +525,3 @@ function outputWatchOn(child: ChildProcess, marker: string): Promise<void> {
   });
 }
 
-/** Live members of process group `pgid`; zombies (dead, waiting for init to reap them) do not count. */
-function liveGroupMembers(pgid: number): number[] {
-  try {
-    process.kill(-pgid, 0);
-  } catch (err) {
-    assert.equal((err as NodeJS.ErrnoException).code, 'ESRCH');
-    return [];
-  }
-  const live: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let text = '';
-    try {
-      text = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    if (Number(fields[2]) === pgid && !/^[ZX]/.test(fields[0]!)) live.push(Number(entry));
-  }
-  return live;
-}
-
-function isLive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    assert.equal((err as NodeJS.ErrnoException).code, 'ESRCH');
-    return false;
-  }
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]/.test(text.slice(text.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
-}

@@ -5,7 +5,6 @@
  * when, what came back, how long it took).
  */
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -21,6 +20,7 @@ import { stepTask, type StepOptions } from '../lib/steps.js';
 import { StaticTokenSource } from '../lib/token.js';
 import type { Build, BuildCondition } from '../lib/types.js';
 import { loadFixture, replyBody, withFixture, type Exchange, type RecordedRequest, type WithFixtureOptions } from './support/fixtures.js';
+import { isLive, liveGroupMembersAfter } from './support/processes.js';
 
 const ref = buildRef('ns', 'b1');
 const BUILD = '/apis/spot.release.com/v1alpha1/namespaces/ns/builds/b1';
@@ -62,24 +62,6 @@ function assertTimesWithin(requests: RecordedRequest[], startedMs: number, ended
   }
 }
 
-/** Processes of process group `pgid` that are still alive. Zombies (dead, waiting for init to reap them) do not count. */
-async function liveGroupMembers(pgid: number): Promise<number[]> {
-  try {
-    process.kill(-pgid, 0);
-  } catch (err) {
-    assert.equal((err as NodeJS.ErrnoException).code, 'ESRCH');
-    return [];
-  }
-  const live: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const text = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after the last ')'.
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    if (Number(fields[2]) === pgid && fields[0] !== 'Z' && fields[0] !== 'X') live.push(Number(entry));
-  }
-  return live;
-}
 
 async function waitForFile(path: string): Promise<string> {
   for (let i = 0; i < 200; i++) {
@@ -323,7 +305,7 @@ describe('runTasks: a step over its timeout', { timeout: 15_000 }, () => {
         assert.ok(ms < 5_000, `the step was stopped at its timeout, not after its 30 s (took ${ms} ms)`);
         const [pgid, grandchild] = (await waitForFile(pids)).trim().split(' ').map(Number);
         assert.ok(pgid && grandchild);
-        assert.deepEqual(await liveGroupMembers(pgid), [], `process group ${pgid} still has live members`);
+        assert.deepEqual(await liveGroupMembersAfter(pgid), [], `process group ${pgid} still has live members`);
         assert.equal(isLive(grandchild), false, `the TERM-ignoring grandchild ${grandchild} survived`);
       },
       OPTIONS,
@@ -331,21 +313,6 @@ describe('runTasks: a step over its timeout', { timeout: 15_000 }, () => {
   });
 });
 
-/** True while `pid` runs; a zombie (dead, not yet reaped by init) is not live. */
-function isLive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    assert.equal((err as NodeJS.ErrnoException).code, 'ESRCH');
-    return false;
-  }
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]/.test(text.slice(text.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
-}
 
 describe('monitorCondition', { timeout: 15_000 }, () => {
   test('already In Progress: no In Progress write, straight to Success', async () => {

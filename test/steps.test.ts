@@ -3,13 +3,14 @@
  * environment a step gets, and the results folder.
  */
 import { strict as assert } from 'node:assert';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AbortedError, TaskFailure } from '../lib/errors.js';
 import { registerSecret, silentLogger } from '../lib/log.js';
+import { isLive, liveGroupMembersAfter } from './support/processes.js';
 import { parseStepFlag, parseSteps, runStep, TailBuffer, type StepOptions, type StepSpec } from '../lib/steps.js';
 
 let scratch: string;
@@ -254,7 +255,7 @@ describe('how a step ends', () => {
     );
     await assert.rejects(running, (err: unknown) => err instanceof AbortedError);
     const [pgid, grandchild] = readFileSync(pids, 'utf8').trim().split(' ').map(Number);
-    assert.deepEqual(liveGroupMembers(pgid!), []);
+    assert.deepEqual(await liveGroupMembersAfter(pgid!), []);
     assert.equal(isLive(grandchild!), false);
   });
 
@@ -266,7 +267,7 @@ describe('how a step ends', () => {
     const ms = Date.now() - started;
     assert.ok(ms < 5_000, `the step took ${ms} ms: it waited for its leftovers`);
     const [pgid, holding, detached] = readFileSync(pids, 'utf8').trim().split(' ').map(Number);
-    assert.deepEqual(liveGroupMembers(pgid!), []);
+    assert.deepEqual(await liveGroupMembersAfter(pgid!), []);
     assert.equal(isLive(holding!), false);
     assert.equal(isLive(detached!), false);
   });
@@ -307,41 +308,3 @@ describe('results', () => {
   }
 });
 
-/** Live (not zombie) members of process group `pgid`. */
-function liveGroupMembers(pgid: number): number[] {
-  try {
-    process.kill(-pgid, 0);
-  } catch (err) {
-    assert.equal((err as NodeJS.ErrnoException).code, 'ESRCH');
-    return [];
-  }
-  // Signalling the group still works while its dead members wait for init to reap them: look closer.
-  const live: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let text = '';
-    try {
-      text = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    if (Number(fields[2]) === pgid && !/^[ZX]/.test(fields[0]!)) live.push(Number(entry));
-  }
-  return live;
-}
-
-function isLive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    assert.equal((err as NodeJS.ErrnoException).code, 'ESRCH');
-    return false;
-  }
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]/.test(text.slice(text.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
-}

@@ -18,7 +18,7 @@
  */
 import { strict as assert } from 'node:assert';
 import type { ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,6 +40,7 @@ import {
   type RequestLogEntry,
 } from './apiserver.js';
 import { bundleSpotRun, ROOT, runCli, type CliResult } from './cli.js';
+import { isLive as alive, liveGroupMembersAfter } from './processes.js';
 
 // =============================================================================================
 // Seeded randomness
@@ -1201,32 +1202,6 @@ const outageBeyondDeadline: Scenario = {
   },
 };
 
-/** Processes in process group `pgid` that are not zombies (a zombie is dead, only not yet reaped by init). */
-function liveGroupMembers(pgid: number): Array<{ pid: number; state: string }> {
-  const members: Array<{ pid: number; state: string }> = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-    } catch {
-      continue; // exited meanwhile
-    }
-    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') members.push({ pid: Number(name), state: state ?? '?' });
-  }
-  return members;
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '');
-  } catch {
-    return false;
-  }
-}
 
 const sigterm: Scenario = {
   id: 'sigterm',
@@ -1254,7 +1229,7 @@ const sigterm: Scenario = {
       assert.ok(took < 8_000, `exited ${took} ms after SIGTERM (grace 8 s)`);
       assert.ok(!alive(leader), 'the step\'s shell is gone');
       assert.ok(!alive(grandchild), 'the step\'s grandchild (which ignores TERM) is gone');
-      assert.deepEqual(liveGroupMembers(leader), [], 'the step\'s process group is gone');
+      assert.deepEqual(await liveGroupMembersAfter(leader), [], 'the step\'s process group is gone');
       expectBuild(server.api.getBuild('default', 'b1'), {
         phase: 'Errored',
         conditions: [
