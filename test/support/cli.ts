@@ -26,7 +26,7 @@ export interface CliOptions {
   /** Added to a minimal environment (PATH, HOME); the parent's variables are NOT inherited, so a test sees only what it sets. */
   env?: Record<string, string | undefined>;
   cwd?: string;
-  /** Kill the child (SIGKILL) after this many ms and fail the run (default 60 s). */
+  /** Stop the child (TERM, then KILL) after this many ms and fail the run (default 60 s). */
   timeoutMs?: number;
   /** Called once the child is spawned, e.g. to send it a signal later. */
   onSpawn?: (child: ChildProcess) => void;
@@ -58,7 +58,10 @@ export function runCli(args: string[], options: CliOptions = {}): Promise<CliRes
       options.onOutput?.(c, 'stderr');
     });
     const timer = setTimeout(() => {
-      child.kill('SIGKILL');
+      // TERM first, so spot-run stops its steps (their own process groups, which a KILL of
+      // spot-run alone would leave running); KILL if it does not go.
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 3_000).unref();
       reject(new Error(`spot-run ${args.join(' ')} did not exit within ${options.timeoutMs ?? 60_000} ms\nstderr:\n${stderr.slice(-2000)}`));
     }, options.timeoutMs ?? 60_000);
     child.on('error', (err) => {
