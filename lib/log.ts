@@ -23,12 +23,16 @@ const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error:
 // is still a secret for a while, but a long-running process should not grow this without bound.
 const secrets = new Set<string>();
 const MAX_SECRETS = 16;
+/** The same secrets, longest first (see redact). */
+let longestFirst: string[] = [];
 
 /** Registers a value that must never be printed. Short values are ignored (they would mask noise). */
 export function registerSecret(value: string): void {
   if (value.length < 8 || secrets.has(value)) return;
   secrets.add(value);
   if (secrets.size > MAX_SECRETS) secrets.delete(secrets.values().next().value as string);
+  // Longest first: a secret that contains a shorter one must not be left half shown.
+  longestFirst = [...secrets].sort((a, b) => b.length - a.length);
 }
 
 /** True when `text` holds a registered secret. */
@@ -40,8 +44,7 @@ export function containsSecret(text: string): boolean {
 /** Replaces every registered secret in `text` with `[REDACTED]`. */
 export function redact(text: string): string {
   let out = text;
-  // Longest first: a secret that contains a shorter one must not be left half shown.
-  for (const secret of [...secrets].sort((a, b) => b.length - a.length)) {
+  for (const secret of longestFirst) {
     if (out.includes(secret)) out = out.split(secret).join('[REDACTED]');
   }
   return out;

@@ -57,14 +57,16 @@ export class TailBuffer {
     for (const line of parts) {
       // Blank lines would push real ones out of the tail and are dropped from text() anyway.
       if (line.trim() === '') continue;
-      this.#lines.push(line.length > this.maxBytes ? `...${line.slice(-this.maxBytes)}` : line);
+      // Redacted whole, before any cut: a secret cut in half by the bound would no longer match.
+      const clean = redact(line);
+      this.#lines.push(clean.length > this.maxBytes ? `...${clean.slice(-this.maxBytes)}` : clean);
       if (this.#lines.length > this.maxLines) this.#lines.shift();
     }
   }
 
   /** The kept tail, trimmed to the byte bound from the end. */
   text(): string {
-    const all = [...this.#lines, ...(this.#partial ? [this.#partial] : [])].filter((l) => l.trim() !== '');
+    const all = [...this.#lines, ...(this.#partial ? [redact(this.#partial)] : [])].filter((l) => l.trim() !== '');
     let out = all.slice(-this.maxLines).join('\n');
     if (Buffer.byteLength(out) > this.maxBytes) out = `...${lastBytes(out, this.maxBytes)}`;
     return out;

@@ -308,3 +308,21 @@ describe('results', () => {
   }
 });
 
+
+describe('the stderr tail and secrets', () => {
+  test('a secret on a line that the byte bound cuts through is redacted before the cut', () => {
+    const secret = 'test-token-cut-by-the-tail-bound-0123456789';
+    registerSecret(secret);
+    const tail = new TailBuffer(20, 64);
+    // The token straddles the 64-byte bound measured from the end of the tail.
+    tail.push(`${'a'.repeat(40)}${secret}${'b'.repeat(40)}\nlast line\n`);
+    const text = tail.text();
+    assert.ok(Buffer.byteLength(text) <= 64 + 3, text);
+    // No 12-character piece of the secret may survive.
+    for (let i = 0; i + 12 <= secret.length; i++) {
+      const piece = secret.slice(i, i + 12);
+      assert.ok(!text.includes(piece), `a piece of the secret survived: ${JSON.stringify(piece)} in ${JSON.stringify(text)}`);
+    }
+    assert.ok(text.endsWith('last line'), text);
+  });
+});
