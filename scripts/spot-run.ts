@@ -198,14 +198,14 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   const client = clientFromConfig(config, { logger: log, timeoutMs, retry: { deadlineMs } });
-  // A step that ignores SIGTERM gets SIGKILL after killGraceMs: that must land well inside the grace
-  // period, or the run is force-exited before it can report the interruption.
   // In JSON mode a step's output lines are log objects too, so a log pipeline sees one format.
   const formatLine =
     format === 'json'
       ? (step: string, stream: 'stdout' | 'stderr', line: string) =>
           JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: line, step, stream })
       : undefined;
+  // A step that ignores SIGTERM gets SIGKILL after killGraceMs: that must land well inside the grace
+  // period, or the run is force-exited before it can report the interruption.
   const tasks = specs.map((s) => stepTask(s, { killGraceMs: Math.min(5_000, graceMs / 2), ...(formatLine ? { formatLine } : {}) }));
   log.info(`spot-run ${VERSION}: Build ${ref.namespace}/${ref.name}, ${tasks.length} step${tasks.length === 1 ? '' : 's'}`, {
     server: config.server,
