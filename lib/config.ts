@@ -7,10 +7,10 @@
  * unparsable CA is an error here (client-go logs and falls back to the system roots), and so is a
  * missing namespace (client-go falls back to "default"). Nothing is sent before all of it is known.
  */
-import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { ConfigError } from './errors.js';
+import { readRequiredFile } from './files.js';
 import { validateNamespace } from './names.js';
 import { FileTokenSource, StaticTokenSource, type TokenSource } from './token.js';
 import type { Logger } from './log.js';
@@ -57,19 +57,6 @@ function isLoopback(hostname: string): boolean {
 export function serverUrl(host: string, port: string): string {
   const bare = host.replace(/^\[(.*)\]$/, '$1');
   return `https://${isIP(bare) === 6 ? `[${bare}]` : bare}:${port}`;
-}
-
-async function readRequired(path: string, what: string, hint: string): Promise<string> {
-  let raw: string;
-  try {
-    raw = await readFile(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'is missing' : `cannot be read (${code ?? 'unknown error'})`;
-    throw new ConfigError(`${what} ${path} ${why}${hint}`, path, { cause: err });
-  }
-  if (raw.trim() === '') throw new ConfigError(`${what} ${path} is empty${hint}`, path);
-  return raw;
 }
 
 /** Checks that `pem` holds at least one parsable certificate, so a bad CA fails here and not as a TLS error later. */
@@ -119,8 +106,8 @@ async function inClusterConfig(options: ConfigOptions, env: Record<string, strin
   const caPath = join(dir, 'ca.crt');
   const [tokenSource, ca, namespace] = await Promise.all([
     FileTokenSource.open(join(dir, 'token'), { logger: options.logger, hint }),
-    readRequired(caPath, 'CA file', hint).then((pem) => checkCaPem(pem, caPath)),
-    options.namespace ?? (env.POD_NAMESPACE || readRequired(join(dir, 'namespace'), 'namespace file', hint)),
+    readRequiredFile(caPath, 'CA file', hint).then((pem) => checkCaPem(pem, caPath)),
+    options.namespace ?? (env.POD_NAMESPACE || readRequiredFile(join(dir, 'namespace'), 'namespace file', hint)),
   ]);
   return {
     server: serverUrl(host, port),
@@ -158,7 +145,7 @@ async function explicitConfig(options: ConfigOptions, env: Record<string, string
   }
   const ca =
     options.caFile !== undefined
-      ? await checkCaPem(await readRequired(options.caFile, 'CA file', ''), options.caFile)
+      ? await checkCaPem(await readRequiredFile(options.caFile, 'CA file', ''), options.caFile)
       : undefined;
   return {
     server: url.origin,

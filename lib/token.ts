@@ -4,8 +4,7 @@
  * client-go's cached file token source does, keeping the last good token when a re-read fails.
  * After a 401 the transport asks for a forced re-read (`refresh`).
  */
-import { readFile } from 'node:fs/promises';
-import { ConfigError } from './errors.js';
+import { readRequiredFile } from './files.js';
 import { registerSecret, silentLogger, type Logger } from './log.js';
 
 export interface TokenSource {
@@ -19,16 +18,7 @@ export const TOKEN_REREAD_PERIOD_MS = 60_000;
 
 /** Reads and trims a token file; a missing or empty file is a `ConfigError` naming the path. */
 export async function readTokenFile(path: string, hint = ''): Promise<string> {
-  let raw: string;
-  try {
-    raw = await readFile(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'is missing' : `cannot be read (${code ?? 'unknown error'})`;
-    throw new ConfigError(`service-account token file ${path} ${why}${hint}`, path, { cause: err });
-  }
-  const token = raw.trim();
-  if (token === '') throw new ConfigError(`service-account token file ${path} is empty${hint}`, path);
+  const token = (await readRequiredFile(path, 'service-account token file', hint)).trim();
   registerSecret(token);
   return token;
 }
