@@ -17,19 +17,12 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
+import { REQUIRE_SHIM } from '../scripts/bundle-options.js';
 import { ROOT } from './paths.js';
 
 export const JOBS_DIR = 'dist/bench/jobs';
 export const BUNDLE = 'dist/bench/spot-runtime.bundle.mjs';
 
-/**
- * As in scripts/build.ts: undici is CommonJS, and inside an ESM bundle its `require('node:…')`
- * calls need a real `require` in scope.
- */
-const REQUIRE_BANNER = [
-  "import { createRequire as __spotCreateRequire } from 'node:module';",
-  'const require = __spotCreateRequire(import.meta.url);',
-].join('\n');
 
 export async function createWorkspace(): Promise<string> {
   const root = mkdtempSync(join(tmpdir(), 'spot-bench-'));
@@ -57,7 +50,7 @@ export async function createWorkspace(): Promise<string> {
       bundle: true,
       minify: true,
       treeShaking: true,
-      banner: { js: REQUIRE_BANNER },
+      banner: { js: REQUIRE_SHIM },
     });
     return root;
   } catch (error) {
