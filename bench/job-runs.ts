@@ -6,7 +6,7 @@
  */
 import { mkdir, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { ApiServer } from '../test/support/apiserver.js';
+import type { ApiServer } from '../scripts/apiserver/server.js';
 import { runChild } from './child.js';
 import { BUNDLE, JOBS_DIR } from './workspace.js';
 import { EVENT, IMAGE_URL, STEPS } from './jobs/common.js';

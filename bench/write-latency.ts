@@ -3,7 +3,7 @@
  * Build's status BENCH_WARMUP + BENCH_WRITES times and times each measured write alone. Loops are
  * interleaved over rounds like the jobs; a round's p50 and p99 come from its own samples.
  */
-import type { ApiServer } from '../test/support/apiserver.js';
+import type { ApiServer } from '../scripts/apiserver/server.js';
 import { runChild } from './child.js';
 import { percentile } from './stats.js';
 import { JOBS_DIR } from './workspace.js';

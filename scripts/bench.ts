@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: spot-runtime against @kubernetes/client-node and two library-free floors, all
- * doing the same job against the local API server (test/support/apiserver.ts) over TLS, in
+ * doing the same job against the local API server (scripts/apiserver/server.ts) over TLS, in
  * in-cluster mode. Prints the targets and a markdown table, and writes BENCHMARKS.md.
  *
  *   --rounds N      interleaved rounds per figure (default 10, after one warm-up round)
@@ -21,7 +21,7 @@ import { ROOT } from '../bench/paths.js';
 import { consoleReport, markdown, type Results } from '../bench/report.js';
 import { createWorkspace, removeWorkspace } from '../bench/workspace.js';
 import { runWriteRounds, WRITE_LOOPS } from '../bench/write-latency.js';
-import { startApiServer } from '../test/support/apiserver.js';
+import { startApiServer } from './apiserver/server.js';
 
 const DEFAULT_ROUNDS = 10;
 const DEFAULT_WRITES = 1000;

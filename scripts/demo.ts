@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startApiServer } from '../test/support/apiserver.js';
+import { startApiServer } from './apiserver/server.js';
 import type { Build, CoreEvent } from '../lib/types.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

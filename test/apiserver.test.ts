@@ -1,5 +1,5 @@
 /**
- * The local API server (test/support/apiserver.ts) against the kube-apiserver behaviour it stands
+ * The local API server (scripts/apiserver/server.ts) against the kube-apiserver behaviour it stands
  * in for (/work/shared/reference/kubernetes-api.md), through a real HTTPS client (undici), plus
  * the pure merge/JSON patch functions. One server per describe block keeps the file fast.
  */
@@ -19,8 +19,8 @@ import {
   type ApiServer,
   type ApiServerOptions,
   type RequestLogEntry,
-} from './support/apiserver.js';
-import { applyJsonPatch, applyMergePatch, JsonPatchError, type JsonValue } from './support/json-patch.js';
+} from '../scripts/apiserver/server.js';
+import { applyJsonPatch, applyMergePatch, JsonPatchError, type JsonValue } from '../scripts/apiserver/json-patch.js';
 
 // ---------------------------------------------------------------------------------------------
 // Client helpers

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ExitCodes } from '../lib/runner.js';
 import { bundleSpotRun, runCli, SPOT_RUN_TS, type CliOptions, type CliResult } from './support/cli.js';
-import { startApiServer, type ApiServer } from './support/apiserver.js';
+import { startApiServer, type ApiServer } from '../scripts/apiserver/server.js';
 
 let scratch: string;
 let server: ApiServer;

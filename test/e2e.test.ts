@@ -18,7 +18,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Build, BuildCondition } from '../lib/types.js';
 import { isLive, liveGroupMembersAfter } from './support/processes.js';
 import { bundleSpotRun, runCli, type CliOptions, type CliResult } from './support/cli.js';
-import { startApiServer, type ApiServer, type StoredEvent } from './support/apiserver.js';
+import { startApiServer, type ApiServer, type StoredEvent } from '../scripts/apiserver/server.js';
 
 let scratch: string;
 let server: ApiServer;

@@ -11,7 +11,7 @@ import { isNotFound } from '../lib/errors.js';
 import { buildRef } from '../lib/names.js';
 import { handleStopSignals, runTasks, type Task } from '../lib/runner.js';
 import type { BuildRef } from '../lib/types.js';
-import { BUILD_POD_RULES, startApiServer, type ApiServer } from './support/apiserver.js';
+import { BUILD_POD_RULES, startApiServer, type ApiServer } from '../scripts/apiserver/server.js';
 
 let server: ApiServer;
 let client: SpotClient;

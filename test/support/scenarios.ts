@@ -38,7 +38,7 @@ import {
   type FaultAction,
   type NewBuild,
   type RequestLogEntry,
-} from './apiserver.js';
+} from '../../scripts/apiserver/server.js';
 import { bundleSpotRun, ROOT, runCli, type CliResult } from './cli.js';
 import { isLive as alive, liveGroupMembersAfter } from './processes.js';
 

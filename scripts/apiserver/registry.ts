@@ -2,7 +2,7 @@
  * What kube-apiserver decides for the requests spot-runtime makes, with no I/O: the exact
  * metav1.Status bodies, field validation (the Build CRD schema, core/v1 Event rules, names),
  * routing, and the generic registry's create/update/patch semantics over an in-memory store with
- * one global resourceVersion counter. test/support/apiserver.ts puts HTTPS, tokens and faults in
+ * one global resourceVersion counter. scripts/apiserver/server.ts puts HTTPS, tokens and faults in
  * front of it. Sources are named in /work/shared/reference/kubernetes-api.md; where this
  * simplifies, the comment says so.
  */

@@ -9,7 +9,7 @@
  *   npm run reliability -- --concurrency 2    scenarios at a time (default 4)
  */
 import { parseArgs } from 'node:util';
-import { runScenarios, SCENARIOS, spotRunEntry, type ScenarioReport } from '../test/support/scenarios.js';
+import { runScenarios, SCENARIOS, spotRunEntry, type ScenarioReport } from './support/scenarios.js';
 
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;

@@ -1,12 +1,12 @@
 /**
- * `npm run apiserver`: the local Kubernetes API stand-in (test/support/apiserver.ts) by hand, to
+ * `npm run apiserver`: the local Kubernetes API stand-in (scripts/apiserver/server.ts) by hand, to
  * point a real spot-run at without a cluster. The environment to export goes to stdout (so
  * `npm run -s apiserver > env.sh` captures just that); the banner and one line per request go to
  * stderr. SIGINT/SIGTERM stop the server, remove its temp dir and exit 0.
  */
 import { parseArgs } from 'node:util';
 
-import { startApiServer, type ApiServer, type FaultRule, type RequestLogEntry } from '../test/support/apiserver.js';
+import { startApiServer, type ApiServer, type FaultRule, type RequestLogEntry } from './server.js';
 
 const USAGE = `Usage: npm run apiserver -- [options]
 
