@@ -42,27 +42,30 @@ export function buildPath(ref: BuildRef, subresource?: 'status'): string {
   return subresource ? `${base}/${subresource}` : base;
 }
 
+/** Why `value` is not a usable answer for Build `ref`, or undefined when it is one. */
+function buildProblem(value: unknown, ref: BuildRef): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'the answer is not a JSON object';
+  const obj = value as Partial<Build>;
+  if (obj.apiVersion !== BUILD_API_VERSION || obj.kind !== BUILD_KIND) {
+    return `the answer is not a Build (apiVersion ${JSON.stringify(obj.apiVersion)}, kind ${JSON.stringify(obj.kind)})`;
+  }
+  const { metadata, status } = obj;
+  if (typeof metadata !== 'object' || metadata === null) return 'the Build in the answer has no metadata';
+  if (metadata.name !== ref.name || metadata.namespace !== ref.namespace) {
+    return `the answer is Build ${metadata.namespace}/${metadata.name}, not ${ref.namespace}/${ref.name}`;
+  }
+  if (typeof metadata.resourceVersion !== 'string') return 'the Build in the answer has no metadata.resourceVersion';
+  if (status === undefined) return undefined;
+  if (typeof status !== 'object' || status === null) return 'the Build in the answer has a status that is not an object';
+  if (status.conditions !== undefined && !Array.isArray(status.conditions)) return 'the Build in the answer has status.conditions that is not a list';
+  return undefined;
+}
+
 /** Checks that an answer is the Build we asked for; anything else is a `ResponseError`, never a silent `as Build`. */
 export function asBuild(value: unknown, ref: BuildRef, target: { method: string; path: string }): Build {
-  const obj = value as Partial<Build> | undefined;
-  const problem =
-    typeof obj !== 'object' || obj === null || Array.isArray(obj)
-      ? 'the answer is not a JSON object'
-      : obj.apiVersion !== BUILD_API_VERSION || obj.kind !== BUILD_KIND
-        ? `the answer is not a Build (apiVersion ${JSON.stringify(obj.apiVersion)}, kind ${JSON.stringify(obj.kind)})`
-        : typeof obj.metadata !== 'object' || obj.metadata === null
-          ? 'the Build in the answer has no metadata'
-          : obj.metadata.name !== ref.name || obj.metadata.namespace !== ref.namespace
-            ? `the answer is Build ${obj.metadata.namespace}/${obj.metadata.name}, not ${ref.namespace}/${ref.name}`
-            : typeof obj.metadata.resourceVersion !== 'string'
-              ? 'the Build in the answer has no metadata.resourceVersion'
-              : obj.status !== undefined && (typeof obj.status !== 'object' || obj.status === null)
-                ? 'the Build in the answer has a status that is not an object'
-                : obj.status?.conditions !== undefined && !Array.isArray(obj.status.conditions)
-                  ? 'the Build in the answer has status.conditions that is not a list'
-                  : undefined;
+  const problem = buildProblem(value, ref);
   if (problem) throw new ResponseError(problem, target, 200);
-  return obj as Build;
+  return value as Build;
 }
 
 export async function getBuild(transport: Transport, ref: BuildRef, options: CallOptions = {}): Promise<Build> {

@@ -1,7 +1,7 @@
 /**
  * The client a build pod uses: configuration, one transport, and the Build and Event calls bound
- * to it. The runner sees it through the `BuildClient` interface only, so its tests can hand it a
- * fake or a fixture-backed client.
+ * to it. The runner asks for less (its `BuildClient`, declared in runner.ts), which this client
+ * satisfies.
  */
 import type { Dispatcher } from 'undici';
 import * as builds from './builds.js';
@@ -28,18 +28,14 @@ export interface ClientOptions extends ConfigOptions {
   events?: Omit<EventRecorderOptions, 'logger'>;
 }
 
-/** What the runner needs of a client. */
-export interface BuildClient {
+export interface SpotClient {
+  /** The API server's origin. */
+  readonly server: string;
+  /** The pod's namespace; undefined in a cluster when it cannot be told (see `ClusterConfig.namespace`). */
+  readonly namespace: string | undefined;
   getBuild(ref: BuildRef, options?: builds.CallOptions): Promise<Build>;
   updateBuildStatus(ref: BuildRef, mutate: (build: Build) => void, options?: builds.UpdateOptions): Promise<Build>;
   recordEvent(build: Build, event: EventInput, options?: builds.CallOptions): Promise<EventOutcome>;
-}
-
-export interface SpotClient extends BuildClient {
-  /** The API server's origin. */
-  readonly server: string;
-  /** The pod's namespace. */
-  readonly namespace: string;
   replaceBuildStatus(build: Build, options?: builds.CallOptions): Promise<Build>;
   patchBuildStatus(
     ref: BuildRef,

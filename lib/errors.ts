@@ -3,7 +3,7 @@
  * so callers (and the `spot-run` command) can match without `instanceof`, which breaks across
  * duplicated copies of a package. Messages that come from a request end with `(METHOD /path)`.
  */
-import { redact } from './log.js';
+import { redact } from './secrets.js';
 import type { Status, StatusDetails } from './types.js';
 
 export type SpotErrorCode =
@@ -21,13 +21,17 @@ export abstract class SpotError extends Error {
   abstract readonly code: SpotErrorCode;
 }
 
-/** Configuration is missing or unusable: nothing was sent. `source` says where it was looked for. */
+/**
+ * Configuration is missing or unusable: nothing was sent. `path` is the file at fault when the
+ * problem is a file (the token, the CA bundle); undefined when it is a setting (an environment
+ * variable, the server URL, the token given).
+ */
 export class ConfigError extends SpotError {
   override readonly name = 'ConfigError' as const;
   readonly code = 'ERR_SPOT_CONFIG' as const;
   constructor(
     message: string,
-    readonly source?: string,
+    readonly path?: string,
     options?: ErrorOptions,
   ) {
     super(message, options);

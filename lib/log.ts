@@ -1,8 +1,9 @@
 /**
  * A small structured logger: `text` for people, `json` (one object per line) for log pipelines.
- * Every line passes through the secret filter, so a token can never reach a log even if some
- * caller puts one in a message by mistake.
+ * Every line passes through the secret filter (secrets.ts), so a token can never reach a log even
+ * if some caller puts one in a message by mistake.
  */
+import { redact } from './secrets.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFormat = 'text' | 'json';
@@ -18,37 +19,6 @@ export interface Logger {
 }
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-
-// Secrets known to this process (tokens as they are read). Kept small: a rotated-away token
-// is still a secret for a while, but a long-running process should not grow this without bound.
-const secrets = new Set<string>();
-const MAX_SECRETS = 16;
-/** The same secrets, longest first (see redact). */
-let longestFirst: string[] = [];
-
-/** Registers a value that must never be printed. Short values are ignored (they would mask noise). */
-export function registerSecret(value: string): void {
-  if (value.length < 8 || secrets.has(value)) return;
-  secrets.add(value);
-  if (secrets.size > MAX_SECRETS) secrets.delete(secrets.values().next().value as string);
-  // Longest first: a secret that contains a shorter one must not be left half shown.
-  longestFirst = [...secrets].sort((a, b) => b.length - a.length);
-}
-
-/** True when `text` holds a registered secret. */
-export function containsSecret(text: string): boolean {
-  for (const secret of secrets) if (text.includes(secret)) return true;
-  return false;
-}
-
-/** Replaces every registered secret in `text` with `[REDACTED]`. */
-export function redact(text: string): string {
-  let out = text;
-  for (const secret of longestFirst) {
-    if (out.includes(secret)) out = out.split(secret).join('[REDACTED]');
-  }
-  return out;
-}
 
 export interface LoggerOptions {
   format?: LogFormat;

@@ -3,11 +3,20 @@
  * fatal path and signal handling. Transitions that happen at the same instant share one status
  * write, so N tasks cost 1 GET + N+1 status writes when nothing conflicts.
  */
-import type { BuildClient } from './client.js';
+import type { CallOptions, UpdateOptions } from './builds.js';
 import { applyCondition, DEFAULT_VOCABULARY, getCondition, setCondition, type Vocabulary } from './conditions.js';
 import { AbortedError, TaskFailure } from './errors.js';
-import { redact, silentLogger, type Logger } from './log.js';
+import type { EventInput, EventOutcome } from './events.js';
+import { silentLogger, type Logger } from './log.js';
+import { redact } from './secrets.js';
 import type { Build, BuildRef, BuildStatus, ConditionStatus } from './types.js';
+
+/** What the runner needs of a client: `SpotClient` is one; tests hand in a fake or a fixture-backed one. */
+export interface BuildClient {
+  getBuild(ref: BuildRef, options?: CallOptions): Promise<Build>;
+  updateBuildStatus(ref: BuildRef, mutate: (build: Build) => void, options?: UpdateOptions): Promise<Build>;
+  recordEvent(build: Build, event: EventInput, options?: CallOptions): Promise<EventOutcome>;
+}
 
 export interface TaskContext {
   /** The Build as last written (read-only: report through the task's result). */
@@ -41,16 +50,13 @@ export const Reasons = Object.freeze({
 
 export type StopSignal = 'SIGTERM' | 'SIGINT';
 
-/** Exit codes of `spot-run`, and what `RunOutcome.exitCode` carries. */
-export const ExitCodes = Object.freeze({
-  Done: 0,
-  Failed: 1,
-  Usage: 2,
-  ReportFailed: 3,
-  SIGINT: 130,
-  SIGTERM: 143,
-});
+/** A process stopped by a signal exits 128 + the signal's number, as a shell reports it. */
+const SIGNAL_EXIT_CODES = Object.freeze({ SIGINT: 130, SIGTERM: 143 } as const);
 
+/**
+ * How a run ended. `exitCode` is what a process that ran these tasks should exit with: 0 done,
+ * 1 a task failed, 130/143 interrupted by SIGINT/SIGTERM.
+ */
 export type RunOutcome =
   | { outcome: 'done'; build: Build; exitCode: 0 }
   | { outcome: 'failed'; build: Build; exitCode: 1; type: string; error: Error }
@@ -80,7 +86,8 @@ function errorOf(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
-function seconds(ms: number): string {
+/** `12.3s`, how progress lines and messages show a duration. */
+function formatElapsed(ms: number): string {
   return `${(ms / 1000).toFixed(1)}s`;
 }
 
@@ -104,8 +111,24 @@ function mark(
   };
 }
 
-function both(...mutations: Mutation[]): Mutation {
+/** One mutation that applies `mutations` in order: transitions of one instant share one write. */
+function combine(...mutations: Mutation[]): Mutation {
   return (build) => mutations.forEach((m) => m(build));
+}
+
+/**
+ * The first write: the first task In Progress, and every other task's condition listed as
+ * initialized, so the plan is visible from the start (`kubectl get build -o yaml`) at no extra
+ * request. A condition the Build already has is left as it is.
+ */
+function startMutation(tasks: readonly Task[], at: Date, vocabulary: Vocabulary): Mutation {
+  return combine(
+    mark(tasks[0]!.type, vocabulary.inProgress, at, vocabulary),
+    ...tasks.slice(1).map((t): Mutation => (b) => {
+      const status = (b.status ??= {});
+      if (!status.conditions?.some((c) => c.type === t.type)) setCondition(status, { type: t.type, status: vocabulary.initialized as ConditionStatus }, at);
+    }),
+  );
 }
 
 type Attempt =
@@ -143,7 +166,7 @@ export function handleStopSignals(
   const log = options.log ?? silentLogger;
   let timer: NodeJS.Timeout | undefined;
   const on = (name: StopSignal) => () => {
-    const code = ExitCodes[name];
+    const code = SIGNAL_EXIT_CODES[name];
     if (controller.signal.aborted) {
       log.warn(`second ${name}: exiting now`);
       exit(code);
@@ -167,6 +190,51 @@ export function handleStopSignals(
   };
 }
 
+/** The first condition type that occurs twice in `types`, or undefined: each task is its own condition. */
+export function duplicateTaskType(types: Iterable<string>): string | undefined {
+  const seen = new Set<string>();
+  for (const type of types) {
+    if (seen.has(type)) return type;
+    seen.add(type);
+  }
+  return undefined;
+}
+
+/** What one run's steps share. */
+interface RunContext {
+  client: BuildClient;
+  ref: BuildRef;
+  log: Logger;
+  vocabulary: Vocabulary;
+  now: () => Date;
+  signal: AbortSignal;
+  emit(build: Build, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
+}
+
+type Failed = Extract<Attempt, { ok: false }>;
+
+/**
+ * The failure branch: the task's condition becomes Error (reason from the failure, or
+ * `Terminated`), a Warning event follows, and the run ends failed or interrupted.
+ */
+async function reportTaskFailure(run: RunContext, build: Build, task: Task, failed: Failed, progress: string, elapsed: string): Promise<RunOutcome> {
+  const { interrupted } = failed;
+  const name = stopSignalOf(run.signal);
+  const message = interrupted
+    ? `${task.type} was interrupted by ${name} after ${elapsed}`
+    : `${task.type} failed after ${elapsed}: ${redact(failed.error.message)}`;
+  run.log.error(`${progress} ${task.type} ${interrupted ? 'interrupted' : 'failed'} after ${elapsed}`, {
+    reason: failed.reason,
+    error: failed.error.message,
+  });
+  const stored = await run.client.updateBuildStatus(run.ref, mark(task.type, run.vocabulary.error, run.now(), run.vocabulary, { reason: failed.reason, message }), {
+    base: build,
+  });
+  await run.emit(stored, 'Warning', failed.reason === Reasons.Failed ? 'TaskFailed' : failed.reason, message);
+  if (interrupted) return { outcome: 'interrupted', build: stored, exitCode: SIGNAL_EXIT_CODES[name], type: task.type, signal: name };
+  return { outcome: 'failed', build: stored, exitCode: 1, type: task.type, error: failed.error };
+}
+
 /**
  * Runs `tasks` strictly in order and stops at the first failure. Writes: one GET, then one status
  * write per transition instant (task i's Success and task i+1's In Progress together; a task's
@@ -179,12 +247,9 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
   const vocabulary = options.vocabulary ?? DEFAULT_VOCABULARY;
   const now = options.now ?? (() => new Date());
   const events = options.events ?? true;
-  const types = new Set<string>();
-  for (const task of tasks) {
-    if (!task.type) throw new TypeError('every task needs a condition type');
-    if (types.has(task.type)) throw new TypeError(`duplicate condition type ${JSON.stringify(task.type)}: each task needs its own`);
-    types.add(task.type);
-  }
+  if (tasks.some((task) => !task.type)) throw new TypeError('every task needs a condition type');
+  const duplicate = duplicateTaskType(tasks.map((task) => task.type));
+  if (duplicate !== undefined) throw new TypeError(`duplicate condition type ${JSON.stringify(duplicate)}: each task needs its own`);
 
   const controller = new AbortController();
   const forward = () => controller.abort(options.signal?.reason);
@@ -194,57 +259,38 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
     ? handleStopSignals(controller, { ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}), ...(options.exit ? { exit: options.exit } : {}), log })
     : () => {};
   const signal = controller.signal;
-  const emit = async (build: Build, type: 'Normal' | 'Warning', reason: string, message: string) => {
-    if (events) await client.recordEvent(build, { type, reason, message });
+  const run: RunContext = {
+    client,
+    ref,
+    log,
+    vocabulary,
+    now,
+    signal,
+    emit: async (build, type, reason, message) => {
+      if (events) await client.recordEvent(build, { type, reason, message });
+    },
   };
 
   try {
     const started = Date.now();
     let build = await client.getBuild(ref);
     if (tasks.length === 0) return { outcome: 'done', build, exitCode: 0 };
-    // The first write also lists every task's condition as initialized, so the plan is visible
-    // from the start (`kubectl get build -o yaml`), at no extra request.
-    const at = now();
-    let pending: Mutation = both(
-      mark(tasks[0]!.type, vocabulary.inProgress, at, vocabulary),
-      ...tasks.slice(1).map((t): Mutation => (b) => {
-        const status = (b.status ??= {});
-        if (!status.conditions?.some((c) => c.type === t.type)) setCondition(status, { type: t.type, status: vocabulary.initialized as ConditionStatus }, at);
-      }),
-    );
+    let pending = startMutation(tasks, now(), vocabulary);
     const total = tasks.length;
 
     for (let i = 0; i < total; i++) {
       const task = tasks[i]!;
+      const progress = `[${i + 1}/${total}]`;
       build = await client.updateBuildStatus(ref, pending, { base: build });
-      if (i === 0) await emit(build, 'Normal', Reasons.Started, `Build started: ${total} task${total === 1 ? '' : 's'} (${tasks.map((t) => t.type).join(', ')})`);
+      if (i === 0) await run.emit(build, 'Normal', Reasons.Started, `Build started: ${total} task${total === 1 ? '' : 's'} (${tasks.map((t) => t.type).join(', ')})`);
 
       const taskStarted = Date.now();
-      log.info(`[${i + 1}/${total}] ${task.type}`);
+      log.info(`${progress} ${task.type}`);
       const attempt = await attemptTask(task, build, signal, log.child({ task: task.type }));
-      const elapsed = seconds(Date.now() - taskStarted);
+      const elapsed = formatElapsed(Date.now() - taskStarted);
+      if (!attempt.ok) return await reportTaskFailure(run, build, task, attempt, progress, elapsed);
 
-      if (!attempt.ok) {
-        const interrupted = attempt.interrupted;
-        const message = interrupted
-          ? `${task.type} was interrupted by ${stopSignalOf(signal)} after ${elapsed}`
-          : `${task.type} failed after ${elapsed}: ${redact(attempt.error.message)}`;
-        log.error(`[${i + 1}/${total}] ${task.type} ${interrupted ? 'interrupted' : 'failed'} after ${elapsed}`, {
-          reason: attempt.reason,
-          error: attempt.error.message,
-        });
-        build = await client.updateBuildStatus(ref, mark(task.type, vocabulary.error, now(), vocabulary, { reason: attempt.reason, message }), {
-          base: build,
-        });
-        await emit(build, 'Warning', attempt.reason === Reasons.Failed ? 'TaskFailed' : attempt.reason, message);
-        if (interrupted) {
-          const name = stopSignalOf(signal);
-          return { outcome: 'interrupted', build, exitCode: ExitCodes[name] as 130 | 143, type: task.type, signal: name };
-        }
-        return { outcome: 'failed', build, exitCode: 1, type: task.type, error: attempt.error };
-      }
-
-      log.info(`[${i + 1}/${total}] ${task.type} succeeded in ${elapsed}`);
+      log.info(`${progress} ${task.type} succeeded in ${elapsed}`);
       const done = mark(task.type, vocabulary.success, now(), vocabulary, {
         reason: Reasons.Succeeded,
         message: attempt.result.message,
@@ -255,15 +301,15 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
         // Stopped between tasks: record this task's success; the next one never starts.
         build = await client.updateBuildStatus(ref, done, { base: build });
         const name = stopSignalOf(signal);
-        await emit(build, 'Warning', Reasons.Terminated, `Build interrupted by ${name} before ${next.type} started`);
-        return { outcome: 'interrupted', build, exitCode: ExitCodes[name] as 130 | 143, type: undefined, signal: name };
+        await run.emit(build, 'Warning', Reasons.Terminated, `Build interrupted by ${name} before ${next.type} started`);
+        return { outcome: 'interrupted', build, exitCode: SIGNAL_EXIT_CODES[name], type: undefined, signal: name };
       }
-      pending = next ? both(done, mark(next.type, vocabulary.inProgress, now(), vocabulary)) : done;
+      pending = next ? combine(done, mark(next.type, vocabulary.inProgress, now(), vocabulary)) : done;
     }
 
     build = await client.updateBuildStatus(ref, pending, { base: build });
-    log.info(`build ${build.status?.phase === vocabulary.done ? 'done' : `finished (phase ${JSON.stringify(build.status?.phase)})`} in ${seconds(Date.now() - started)}`);
-    await emit(build, 'Normal', Reasons.Completed, `Build completed: ${total} task${total === 1 ? '' : 's'} in ${seconds(Date.now() - started)}`);
+    log.info(`build ${build.status?.phase === vocabulary.done ? 'done' : `finished (phase ${JSON.stringify(build.status?.phase)})`} in ${formatElapsed(Date.now() - started)}`);
+    await run.emit(build, 'Normal', Reasons.Completed, `Build completed: ${total} task${total === 1 ? '' : 's'} in ${formatElapsed(Date.now() - started)}`);
     return { outcome: 'done', build, exitCode: 0 };
   } finally {
     options.signal?.removeEventListener('abort', forward);
@@ -314,11 +360,11 @@ export const DEFAULT_FATAL_DEADLINE_MS = 10_000;
 
 /**
  * The fatal path: marks the condition that is In Progress (or `type`) as Error and the phase
- * Errored, records a Warning event, then exits with `exitCode`. Best effort under a deadline: when
- * the API server cannot be reached it logs why and exits anyway; it never hangs. Resolves only
- * when `exit` returns (a test's stand-in).
+ * Errored, and records a Warning event. Best effort under a deadline: when the API server cannot
+ * be reached it logs why and resolves anyway; it never hangs and never throws. What the process
+ * does next (exit, and with which code) is the caller's to decide.
  */
-export async function recordErrorAndExit(
+export async function reportFatalError(
   client: BuildClient,
   ref: BuildRef,
   error: unknown,
@@ -326,16 +372,12 @@ export async function recordErrorAndExit(
     type?: string;
     base?: Build;
     deadlineMs?: number;
-    exitCode?: number;
     log?: Logger;
     vocabulary?: Vocabulary;
-    exit?: (code: number) => never | void;
   } = {},
 ): Promise<void> {
   const log = options.log ?? silentLogger;
   const vocabulary = options.vocabulary ?? DEFAULT_VOCABULARY;
-  const exit = options.exit ?? ((code: number) => process.exit(code));
-  const exitCode = options.exitCode ?? 1;
   const message = redact(errorOf(error).message);
   const signal = AbortSignal.timeout(options.deadlineMs ?? DEFAULT_FATAL_DEADLINE_MS);
   log.error(`fatal: ${message}`);
@@ -356,6 +398,4 @@ export async function recordErrorAndExit(
   } catch (err) {
     log.error(`could not record the failure on Build ${ref.namespace}/${ref.name}: ${errorOf(err).message}`);
   }
-  // With the default `exit` this never returns; a test's stand-in returns here.
-  exit(exitCode);
 }

@@ -1,6 +1,7 @@
 /**
- * Shell steps as tasks: each step is a child process in its own process group, its output streamed
- * live with a prefix, the tail of its stderr kept (bounded) for the failure message, a per-step
+ * Steps: a shell command or an argv as a runner task, for `spot-run` and for any build program
+ * that runs tools. Each step is a child process in its own process group, its output streamed live
+ * with a prefix, the tail of its stderr kept (bounded) for the failure message, a per-step
  * timeout, and a results folder through which it hands back what it produced.
  */
 import { spawn } from 'node:child_process';
@@ -9,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { AbortedError, TaskFailure } from './errors.js';
-import { containsSecret, redact, type Logger } from './log.js';
+import type { Logger } from './log.js';
+import { containsSecret, redact } from './secrets.js';
 import type { Task, TaskResult } from './runner.js';
 import type { BuildStatus } from './types.js';
 
@@ -42,7 +44,11 @@ export interface StepOptions {
 
 export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageMetadata: 'image-metadata' });
 
-/** The last lines of a stream, bounded in lines and bytes whatever the stream's size. */
+/**
+ * The last lines of a stream, bounded in lines and bytes whatever the stream's size. It goes into
+ * the Build's condition and a Warning event, so it is redacted here, line by line as it comes in:
+ * no secret of ours may ride along.
+ */
 export class TailBuffer {
   #lines: string[] = [];
   #partial = '';
@@ -236,18 +242,37 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
     });
     child.on('close', (code, sig) => {
       finish();
-      if (stopped?.reason === 'Aborted') return reject(new AbortedError('step interrupted', undefined));
-      // The tail goes into the Build's condition and a Warning event: no secret of ours may ride along.
-      const last = redact(tail.text());
-      const lastLines = last ? `; last stderr lines:\n${last}` : '';
-      if (stopped?.reason === 'Timeout') {
-        return reject(new TaskFailure('Timeout', `timed out after ${spec.timeoutSeconds}s and was stopped${lastLines}`));
-      }
-      if (code === 0) return resolve();
-      const how = code !== null ? `exit code ${code}` : `killed by ${sig}`;
-      reject(new TaskFailure('StepFailed', `${how}${lastLines}`));
+      const failure = stepFailure({ code, signal: sig, stopped: stopped?.reason, tail: tail.text(), timeoutSeconds: spec.timeoutSeconds });
+      if (failure) reject(failure);
+      else resolve();
     });
   });
+}
+
+/** How a step's process ended, as `stepFailure` needs it. */
+export interface StepExit {
+  /** Exit code, or null when the process was killed by a signal. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Why we stopped it, if we did. */
+  stopped: 'Timeout' | 'Aborted' | undefined;
+  /** The kept stderr tail (`TailBuffer.text()`, already redacted). */
+  tail: string;
+  timeoutSeconds: number | undefined;
+}
+
+/**
+ * Why a finished step failed, or undefined when it succeeded: a `TaskFailure` (its reason goes
+ * into the condition, its message, with the stderr tail, into the condition and a Warning event),
+ * or an `AbortedError` when it was stopped by an interruption.
+ */
+export function stepFailure(exit: StepExit): TaskFailure | AbortedError | undefined {
+  if (exit.stopped === 'Aborted') return new AbortedError('step interrupted', undefined);
+  const lastLines = exit.tail ? `; last stderr lines:\n${exit.tail}` : '';
+  if (exit.stopped === 'Timeout') return new TaskFailure('Timeout', `timed out after ${exit.timeoutSeconds}s and was stopped${lastLines}`);
+  if (exit.code === 0) return undefined;
+  const how = exit.code !== null ? `exit code ${exit.code}` : `killed by ${exit.signal}`;
+  return new TaskFailure('StepFailed', `${how}${lastLines}`);
 }
 
 /** A step as a runner task. */
@@ -255,7 +280,10 @@ export function stepTask(spec: StepSpec, options: StepOptions = {}): Task {
   return { type: spec.type, run: ({ signal, log }) => runStep(spec, signal, log, options) };
 }
 
-/** Checks a `--tasks` file's content; returns the steps or throws a TypeError naming the bad entry. */
+/**
+ * Checks a list of steps read from JSON (`spot-run --tasks FILE`'s format); returns the steps or
+ * throws a TypeError naming the bad entry. `source` says where the list came from, for the message.
+ */
 export function parseSteps(value: unknown, source: string): StepSpec[] {
   if (!Array.isArray(value)) throw new TypeError(`${source} must hold a JSON list of steps`);
   return value.map((entry, i) => {
@@ -285,13 +313,4 @@ export function parseSteps(value: unknown, source: string): StepSpec[] {
     if (env !== undefined) spec.env = env as Record<string, string>;
     return spec;
   });
-}
-
-/** Parses `--step "TYPE=COMMAND"`. */
-export function parseStepFlag(flag: string): StepSpec {
-  const at = flag.indexOf('=');
-  const type = at > 0 ? flag.slice(0, at).trim() : '';
-  const command = at > 0 ? flag.slice(at + 1) : '';
-  if (!type || !command.trim()) throw new TypeError(`--step ${JSON.stringify(flag)} must look like "TYPE=COMMAND", e.g. "Building Image=make image"`);
-  return { type, command };
 }

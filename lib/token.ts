@@ -1,11 +1,13 @@
 /**
- * Bearer tokens. Bound service-account tokens are rotated by the kubelet (at 80 % of their
- * lifetime, at least every 10 minutes' worth), so the file is re-read at most once a minute, as
- * client-go's cached file token source does, keeping the last good token when a re-read fails.
- * After a 401 the transport asks for a forced re-read (`refresh`).
+ * Bearer tokens. The kubelet rotates a bound service-account token once 80 % of its lifetime has
+ * passed, and a lifetime can be as short as 10 minutes, so the file is re-read at most once a
+ * minute, as client-go's cached file token source does (transport/token_source.go), keeping the
+ * last good token when a re-read fails. After a 401 the transport asks for a forced re-read
+ * (`refresh`).
  */
 import { readRequiredFile } from './files.js';
-import { registerSecret, silentLogger, type Logger } from './log.js';
+import { silentLogger, type Logger } from './log.js';
+import { registerSecret } from './secrets.js';
 
 export interface TokenSource {
   /** The token to send now (cached; re-read when older than the period). */

@@ -14,7 +14,8 @@ import {
   TimeoutError,
   type RequestTarget,
 } from './errors.js';
-import { redact, silentLogger, type Logger } from './log.js';
+import { silentLogger, type Logger } from './log.js';
+import { redact } from './secrets.js';
 import { DEFAULT_RETRY_POLICY, parseRetryAfter, retryDelay, wasSent, type AttemptFailure, type RetryPolicy } from './retry.js';
 import type { TokenSource } from './token.js';
 import type { Status } from './types.js';
@@ -99,6 +100,93 @@ function classify(err: unknown): AttemptFailure | undefined {
   return undefined;
 }
 
+/** The transport's own agent: trusts exactly `ca` (or the system roots), keeps connections alive. */
+function createAgent(ca: string | undefined): Dispatcher {
+  return new Agent({
+    // rejectUnauthorized is spelled out: left unset, NODE_TLS_REJECT_UNAUTHORIZED=0 in the
+    // environment would silently turn verification off.
+    connect: { ca, rejectUnauthorized: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_INITIAL_DELAY_MS },
+  });
+}
+
+/** The whole body, within `limit` bytes; over it, the body is destroyed and a `ResponseError` thrown. */
+async function readBody(res: Dispatcher.ResponseData, target: RequestTarget, limit: number): Promise<Buffer> {
+  const declared = Number(res.headers['content-length']);
+  if (declared > limit) {
+    res.body.destroy();
+    throw new ResponseError(`response body of ${declared} bytes exceeds the ${limit}-byte limit`, target, res.statusCode);
+  }
+  // A declared length within the cap: read it in one go (the common case; cheaper than iterating).
+  if (Number.isFinite(declared) && res.headers['content-length'] !== undefined) {
+    return Buffer.from(await res.body.arrayBuffer());
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      res.body.destroy();
+      throw new ResponseError(`response body exceeds the ${limit}-byte limit`, target, res.statusCode);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** Why an attempt got no usable answer: the caller's abort, our timeout, or the network (the `ResponseError`s of `readBody` pass through). */
+function attemptFailure(err: unknown, target: RequestTarget, origin: string, signal: AbortSignal | undefined, timedOut: boolean, ms: number): Error {
+  if (err instanceof ResponseError) return err;
+  if (signal?.aborted) return new AbortedError('request aborted', target, { cause: err });
+  if (timedOut) return new TimeoutError(`no answer within ${ms} ms`, target, { cause: err });
+  const code = causeCode(err);
+  const message = err instanceof Error ? err.message : String(err);
+  return new NetworkError(`cannot reach the API server at ${origin}: ${redact(message)}${code && !message.includes(code) ? ` [${code}]` : ''}`, target, code, {
+    cause: err,
+  });
+}
+
+/**
+ * An answer read to the end, decoded: a 2xx's JSON body (undefined when empty), else thrown as an
+ * `ApiError` built from its `metav1.Status` (or a snippet of whatever it was). A 2xx that is not
+ * JSON is a `ResponseError`.
+ */
+function decodeAnswer(res: Dispatcher.ResponseData, body: Buffer, target: RequestTarget): unknown {
+  const { statusCode } = res;
+  const json = isJson(res.headers['content-type']);
+  if (statusCode >= 200 && statusCode < 300) {
+    if (body.length === 0) return undefined;
+    if (!json) {
+      throw new ResponseError(
+        `expected a JSON answer, got ${String(res.headers['content-type'] ?? 'no content type')}: ${JSON.stringify(snippet(body))}`,
+        target,
+        statusCode,
+      );
+    }
+    try {
+      return JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      throw new ResponseError(`malformed JSON in the answer: ${JSON.stringify(snippet(body))}`, target, statusCode, { cause: err });
+    }
+  }
+
+  let status: Status | undefined;
+  if (json) {
+    try {
+      const parsed = JSON.parse(body.toString('utf8')) as Partial<Status>;
+      if (parsed && parsed.kind === 'Status') status = parsed as Status;
+    } catch {
+      // falls through to the snippet
+    }
+  }
+  throw new ApiError({
+    target,
+    statusCode,
+    status,
+    bodySnippet: status || body.length === 0 ? undefined : snippet(body),
+    retryAfterSeconds: parseRetryAfter(res.headers['retry-after'], Date.now()),
+  });
+}
+
 export function createTransport(options: TransportOptions): Transport {
   const policy: RetryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -108,50 +196,7 @@ export function createTransport(options: TransportOptions): Transport {
   const origin = options.server;
   const userAgent = `spot-runtime/${VERSION} (node ${process.version})`;
   const ownDispatcher = options.dispatcher === undefined;
-  const dispatcher: Dispatcher =
-    options.dispatcher ??
-    new Agent({
-      // rejectUnauthorized is spelled out: left unset, NODE_TLS_REJECT_UNAUTHORIZED=0 in the
-      // environment would silently turn verification off.
-      connect: { ca: options.ca, rejectUnauthorized: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_INITIAL_DELAY_MS },
-    });
-
-  async function readBody(
-    res: Dispatcher.ResponseData,
-    target: RequestTarget,
-  ): Promise<Buffer> {
-    const declared = Number(res.headers['content-length']);
-    if (declared > bodyLimit) {
-      res.body.destroy();
-      throw new ResponseError(`response body of ${declared} bytes exceeds the ${bodyLimit}-byte limit`, target, res.statusCode);
-    }
-    // A declared length within the cap: read it in one go (the common case; cheaper than iterating).
-    if (Number.isFinite(declared) && res.headers['content-length'] !== undefined) {
-      return Buffer.from(await res.body.arrayBuffer());
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body) {
-      size += (chunk as Buffer).length;
-      if (size > bodyLimit) {
-        res.body.destroy();
-        throw new ResponseError(`response body exceeds the ${bodyLimit}-byte limit`, target, res.statusCode);
-      }
-      chunks.push(chunk as Buffer);
-    }
-    return Buffer.concat(chunks, size);
-  }
-
-  function failureOf(err: unknown, target: RequestTarget, signal: AbortSignal | undefined, timedOut: boolean, ms: number): Error {
-    if (err instanceof ResponseError) return err;
-    if (signal?.aborted) return new AbortedError('request aborted', target, { cause: err });
-    if (timedOut) return new TimeoutError(`no answer within ${ms} ms`, target, { cause: err });
-    const code = causeCode(err);
-    const message = err instanceof Error ? err.message : String(err);
-    return new NetworkError(`cannot reach the API server at ${origin}: ${redact(message)}${code && !message.includes(code) ? ` [${code}]` : ''}`, target, code, {
-      cause: err,
-    });
-  }
+  const dispatcher: Dispatcher = options.dispatcher ?? createAgent(options.ca);
 
   async function attempt(req: RequestOptions, payload: string | undefined, ms: number): Promise<unknown> {
     const target = { method: req.method, path: req.path };
@@ -175,48 +220,14 @@ export function createTransport(options: TransportOptions): Transport {
     let body: Buffer;
     try {
       res = await send(dispatcher, { origin, path: req.path, method: req.method, headers, body: payload, signal: controller.signal });
-      body = await readBody(res, target);
+      body = await readBody(res, target, bodyLimit);
     } catch (err) {
-      throw failureOf(err, target, req.signal, timedOut.value, ms);
+      throw attemptFailure(err, target, origin, req.signal, timedOut.value, ms);
     } finally {
       clearTimeout(timer);
       req.signal?.removeEventListener('abort', forward);
     }
-
-    const { statusCode } = res;
-    const json = isJson(res.headers['content-type']);
-    if (statusCode >= 200 && statusCode < 300) {
-      if (body.length === 0) return undefined;
-      if (!json) {
-        throw new ResponseError(
-          `expected a JSON answer, got ${String(res.headers['content-type'] ?? 'no content type')}: ${JSON.stringify(snippet(body))}`,
-          target,
-          statusCode,
-        );
-      }
-      try {
-        return JSON.parse(body.toString('utf8'));
-      } catch (err) {
-        throw new ResponseError(`malformed JSON in the answer: ${JSON.stringify(snippet(body))}`, target, statusCode, { cause: err });
-      }
-    }
-
-    let status: Status | undefined;
-    if (json) {
-      try {
-        const parsed = JSON.parse(body.toString('utf8')) as Partial<Status>;
-        if (parsed && parsed.kind === 'Status') status = parsed as Status;
-      } catch {
-        // falls through to the snippet
-      }
-    }
-    throw new ApiError({
-      target,
-      statusCode,
-      status,
-      bodySnippet: status || body.length === 0 ? undefined : snippet(body),
-      retryAfterSeconds: parseRetryAfter(res.headers['retry-after'], Date.now()),
-    });
+    return decodeAnswer(res, body, target);
   }
 
   async function request(req: RequestOptions): Promise<unknown> {

@@ -9,12 +9,13 @@
  */
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ExitCodes } from '../lib/runner.js';
-import { bundleSpotRun, runCli, SPOT_RUN_TS, type CliOptions, type CliResult } from './support/cli.js';
+import { ExitCodes } from '../scripts/spot-run/exit-codes.js';
+import { OPTIONS } from '../scripts/spot-run/options.js';
+import { bundleSpotRun, runCli, type CliOptions, type CliResult } from './support/cli.js';
 import { startApiServer, type ApiServer } from '../scripts/apiserver/server.js';
 
 let scratch: string;
@@ -157,10 +158,8 @@ describe('--help and --version', { concurrency: 2 }, () => {
     assert.equal(result.stderr, '');
     const help = result.stdout;
     assert.match(help, /^Usage: spot-run \[options\]\n/);
-    // The options the parser accepts, read from the source, so a new flag without help fails here.
-    const source = readFileSync(SPOT_RUN_TS, 'utf8');
-    const block = source.slice(source.indexOf('options: {', source.indexOf('parseArgs({')), source.indexOf('},\n    });', source.indexOf('parseArgs({')));
-    const options = [...block.matchAll(/^\s+'?([a-z][a-z-]*)'?: \{ type:/gm)].map((m) => m[1]!);
+    // The options the parser accepts, so a new flag without help fails here.
+    const options = Object.keys(OPTIONS);
     assert.ok(options.length >= 13, `found only ${options.join(', ')}`);
     for (const option of options) assert.match(help, new RegExp(`^  --${option}\\b`, 'm'), `--${option} is not in --help`);
     const exitSection = help.slice(help.indexOf('Exit codes:'));
@@ -253,6 +252,16 @@ describe('against the local API server', () => {
     ] as const) {
       assert.ok(!text.includes(token), `the token appears in ${where}`);
     }
+  });
+
+  test('a service-account folder without a namespace file: the run goes on (only a Build named without one would need it)', async () => {
+    server.createBuild({ namespace: 'cli-no-ns', name: 'b1' });
+    const dir = join(scratch, 'sa-without-namespace');
+    await cp(server.serviceAccountDir, dir, { recursive: true });
+    await rm(join(dir, 'namespace'));
+    const result = await spotRun(['--step', 'A=true'], { env: { ...server.env(), SPOT_SERVICEACCOUNT_DIR: dir, BUILD_REFERENCE: 'cli-no-ns/b1' } });
+    assert.equal(result.code, ExitCodes.Done, result.stderr);
+    assert.equal(server.getBuild('cli-no-ns', 'b1')!.status?.phase, 'Done');
   });
 
   test('a token the API server refuses (--server, --token-file, --ca-file): exit 3, one line naming the 401, no token', async () => {

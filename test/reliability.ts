@@ -11,13 +11,13 @@
 import { parseArgs } from 'node:util';
 import { runScenarios, SCENARIOS, spotRunEntry, type ScenarioReport } from './support/scenarios.js';
 
-function seconds(ms: number): string {
+function formatSeconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
 function table(reports: readonly ScenarioReport[]): string {
   const header = ['scenario', 'runs', 'passed', 'updates lost', 'max retries', 'wall time'];
-  const rows = reports.map((r) => [r.id, String(r.runs), String(r.passed), String(r.updatesLost), String(r.maxRetries), seconds(r.ms)]);
+  const rows = reports.map((r) => [r.id, String(r.runs), String(r.passed), String(r.updatesLost), String(r.maxRetries), formatSeconds(r.ms)]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
@@ -39,7 +39,7 @@ async function main(): Promise<number> {
   process.stderr.write(`running ${selected.length} scenarios, ${concurrency} at a time\n`);
   const reports = await runScenarios(selected, concurrency, (r) => {
     const ok = r.failures.length === 0 && r.passed === r.runs && r.runs > 0;
-    process.stderr.write(`  ${ok ? 'ok  ' : 'FAIL'} ${r.id} (${seconds(r.ms)})\n`);
+    process.stderr.write(`  ${ok ? 'ok  ' : 'FAIL'} ${r.id} (${formatSeconds(r.ms)})\n`);
   });
 
   const failed = reports.filter((r) => !(r.failures.length === 0 && r.passed === r.runs && r.runs > 0));
@@ -48,7 +48,7 @@ async function main(): Promise<number> {
     console.log(`\n${r.id}: ${r.title}`);
     for (const f of r.failures) console.log(`  ${f.split('\n').join('\n  ')}`);
   }
-  console.log(`\nwall time ${seconds(Date.now() - started)}`);
+  console.log(`\nwall time ${formatSeconds(Date.now() - started)}`);
   console.log(`${reports.length - failed.length} passed, ${failed.length} failed`);
   return failed.length === 0 ? 0 : 1;
 }

@@ -487,7 +487,6 @@ export function fixtureConfig(overrides: Partial<ClusterConfig> = {}): ClusterCo
     ca: undefined,
     tokenSource: new StaticTokenSource(TEST_TOKEN),
     namespace: TEST_NAMESPACE,
-    mode: 'explicit',
     ...overrides,
   };
 }

@@ -1365,7 +1365,7 @@ export const BAD_INPUT_CASES: BadInputCase[] = [
   { id: 'ref-300', title: 'BUILD_REFERENCE of 300 characters', code: 2, ref: `default/${'a'.repeat(292)}`, line: /^spot-run: invalid Build name "a{61}\.\.\.": must be no more than 253 characters \(got 292\)/ },
   { id: 'no-token', title: 'token file missing', code: 2, env: saEnv((d) => rm(join(d, 'token'))), line: /^spot-run: service-account token file \S+\/token is missing \(folder from SPOT_SERVICEACCOUNT_DIR\)$/ },
   { id: 'no-ca', title: 'CA file missing', code: 2, env: saEnv((d) => rm(join(d, 'ca.crt'))), line: /^spot-run: CA file \S+\/ca\.crt is missing/ },
-  { id: 'no-namespace', title: 'namespace file missing', code: 2, env: saEnv((d) => rm(join(d, 'namespace'))), line: /^spot-run: namespace file \S+\/namespace is missing/ },
+  { id: 'bad-namespace', title: 'namespace file that holds no namespace name', code: 2, env: saEnv((d) => writeFile(join(d, 'namespace'), 'Default\n')), line: /^spot-run: invalid pod namespace "Default": must consist of lower case/ },
   { id: 'empty-token', title: 'token file empty', code: 2, env: saEnv((d) => writeFile(join(d, 'token'), ' \n')), line: /^spot-run: service-account token file \S+\/token is empty/ },
   { id: 'ca-not-pem', title: 'CA file that is not PEM', code: 2, env: saEnv((d) => writeFile(join(d, 'ca.crt'), 'not a certificate\n')), line: /^spot-run: CA file \S+\/ca\.crt holds no PEM certificate/ },
   {
