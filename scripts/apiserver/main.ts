@@ -147,11 +147,11 @@ async function start(flags: Flags): Promise<{ server: ApiServer; reference: stri
   } catch (error) {
     throw new UsageError(`--crd ${flags.crd}: ${(error as Error).message}`);
   }
-  const server = await startApiServer({ host: flags.host, port: flags.port, onRequest: logLine, crd: flags.crd });
-  server.createBuild(sample);
+  const server = await startApiServer({ host: flags.host, port: flags.port, onRequest: logLine, crd: flags.crd, namespace: sample.podNamespace });
+  server.createBuild(sample.build);
   if (flags.latency > 0) server.inject({ latency: flags.latency, times: Infinity });
   if (flags.failRate > 0) for (const rule of randomFailures(flags.failRate, flags.seed)) server.inject(rule);
-  return { server, reference: `${sample.namespace}/${sample.name}` };
+  return { server, reference: `${sample.build.namespace}/${sample.build.name}` };
 }
 
 function announce(server: ApiServer, reference: string, flags: Flags): void {

@@ -24,8 +24,14 @@ export function isSpotShape(crd: CustomResourceDefinition): boolean {
   return crd.schema.properties?.status?.properties?.stage !== undefined;
 }
 
+export interface Sample {
+  build: NewBuild & { namespace: string };
+  /** Where the build pod runs: `spot-system` in the operator's layout, else the Build's namespace. */
+  podNamespace: string;
+}
+
 /** The sample Build for this CRD's shape, as the operator would have left it: created, and for Spot, started. */
-export async function sampleBuild(crd: CustomResourceDefinition): Promise<NewBuild & { namespace: string }> {
+export async function sampleBuild(crd: CustomResourceDefinition): Promise<Sample> {
   const spot = isSpotShape(crd);
   const path = spot ? SAMPLES.spot : SAMPLES.conditions;
   const manifest: unknown = parseYaml(await readFile(path, 'utf8'));
@@ -36,7 +42,9 @@ export async function sampleBuild(crd: CustomResourceDefinition): Promise<NewBui
   const build: NewBuild & { namespace: string } = { name: metadata.name, namespace: metadata.namespace };
   if (isJsonObject(metadata.labels)) build.labels = metadata.labels as Record<string, string>;
   if (isJsonObject(manifest.spec)) build.spec = manifest.spec as BuildSpec;
+  if (!spot) return { build, podNamespace: build.namespace };
   // spot-operator.md: the operator creates the pod in spot-system, then writes pod and stage Running.
-  if (spot) build.status = { stage: 'Running', pod: { name: `${metadata.name}-x7k2p`, namespace: 'spot-system' } } as BuildStatus;
-  return build;
+  const pod = { name: `${metadata.name}-x7k2p`, namespace: 'spot-system' };
+  build.status = { stage: 'Running', pod } as BuildStatus;
+  return { build, podNamespace: pod.namespace };
 }
