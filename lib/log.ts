@@ -57,7 +57,8 @@ export function createLogger(options: LoggerOptions = {}, bound: LogFields = {})
     if (format === 'json') {
       const entry: LogFields = { time: now().toISOString(), level, msg: message };
       for (const [k, v] of Object.entries(all)) if (v !== undefined) entry[k] = fieldValue(v);
-      line = JSON.stringify(entry);
+      // Each string redacted before it is escaped: a secret holding a quote is no longer whole in the line.
+      line = JSON.stringify(entry, (_key, value: unknown) => (typeof value === 'string' ? redact(value) : value));
     } else {
       const parts = Object.entries(all)
         .filter(([, v]) => v !== undefined)

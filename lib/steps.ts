@@ -40,6 +40,11 @@ export interface StepOptions {
   tailBytes?: number;
   /** Parent folder of the results folders (default the OS temp folder). */
   resultsParent?: string;
+  /**
+   * The whole build's deadline (`spot-run --timeout`): when `signal` fires, the running step is
+   * stopped as on its own timeout (reason `Timeout`), and a step that has not started yet fails so.
+   */
+  deadline?: { signal: AbortSignal; seconds: number };
 }
 
 export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageMetadata: 'image-metadata' });
@@ -200,6 +205,11 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
 
   return new Promise<void>((resolve, reject) => {
     signal.throwIfAborted();
+    const deadline = options.deadline;
+    if (deadline?.signal.aborted) {
+      reject(new TaskFailure('Timeout', `the build's timeout of ${deadline.seconds}s passed before the step started`));
+      return;
+    }
     // detached: its own process group, so a stop reaches the step's children too.
     const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir) });
     trackGroup(child.pid);
@@ -224,12 +234,19 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
       spec.timeoutSeconds !== undefined ? setTimeout(() => stop('Timeout'), spec.timeoutSeconds * 1000) : undefined;
     const onAbort = () => stop('Aborted');
     signal.addEventListener('abort', onAbort, { once: true });
+    let buildTimeout = false;
+    const onDeadline = () => {
+      if (!stopped) buildTimeout = true;
+      stop('Timeout');
+    };
+    deadline?.signal.addEventListener('abort', onDeadline, { once: true });
 
     const finish = () => {
       if (child.pid !== undefined) runningGroups.delete(child.pid);
       clearTimeout(timeout);
       clearTimeout(killTimer);
       signal.removeEventListener('abort', onAbort);
+      deadline?.signal.removeEventListener('abort', onDeadline);
       out.end();
       err.end();
     };
@@ -242,7 +259,14 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
     });
     child.on('close', (code, sig) => {
       finish();
-      const failure = stepFailure({ code, signal: sig, stopped: stopped?.reason, tail: tail.text(), timeoutSeconds: spec.timeoutSeconds });
+      const failure = stepFailure({
+        code,
+        signal: sig,
+        stopped: stopped?.reason,
+        tail: tail.text(),
+        timeoutSeconds: buildTimeout ? deadline!.seconds : spec.timeoutSeconds,
+        buildTimeout,
+      });
       if (failure) reject(failure);
       else resolve();
     });
@@ -259,6 +283,8 @@ export interface StepExit {
   /** The kept stderr tail (`TailBuffer.text()`, already redacted). */
   tail: string;
   timeoutSeconds: number | undefined;
+  /** The build's deadline stopped it, not the step's own timeout (`timeoutSeconds` is then the build's). */
+  buildTimeout?: boolean;
 }
 
 /**
@@ -269,7 +295,10 @@ export interface StepExit {
 export function stepFailure(exit: StepExit): TaskFailure | AbortedError | undefined {
   if (exit.stopped === 'Aborted') return new AbortedError('step interrupted', undefined);
   const lastLines = exit.tail ? `; last stderr lines:\n${exit.tail}` : '';
-  if (exit.stopped === 'Timeout') return new TaskFailure('Timeout', `timed out after ${exit.timeoutSeconds}s and was stopped${lastLines}`);
+  if (exit.stopped === 'Timeout') {
+    const what = exit.buildTimeout ? `the build's timeout of ${exit.timeoutSeconds}s passed and the step was stopped` : `timed out after ${exit.timeoutSeconds}s and was stopped`;
+    return new TaskFailure('Timeout', `${what}${lastLines}`);
+  }
   if (exit.code === 0) return undefined;
   const how = exit.code !== null ? `exit code ${exit.code}` : `killed by ${exit.signal}`;
   return new TaskFailure('StepFailed', `${how}${lastLines}`);
