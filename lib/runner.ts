@@ -236,11 +236,12 @@ export function duplicateTaskType(types: Iterable<string>): string | undefined {
 }
 
 /**
- * What one run's steps share: the client, the Build it is tied to, and the signal of its API calls.
+ * What one run's steps share: the client, the Build it is tied to, and the signals of its calls.
  *
- * Until a stop, every call of the run (the first GET and its retries, a `Retry-After` wait, a
- * conflict re-read) is cut short by it at once. After the stop, the calls that report it run under
- * what is left of the grace period, less a small reserve for the caller to exit cleanly.
+ * Every call that moves the run forward (the first GET and its retries, a `Retry-After` wait, a
+ * conflict re-read, the writes that start a task) is cut short by a stop at once. The calls that
+ * report the run's end run under the stop until it comes, then under what is left of the grace
+ * period, less a small reserve for the caller to exit cleanly.
  */
 class Run {
   build: Build | undefined;
@@ -275,8 +276,8 @@ class Run {
     return stopSignalOf(this.signal);
   }
 
-  /** The signal for the next API call: the stop itself, then (once stopped) the rest of the grace period. */
-  apiSignal(): AbortSignal {
+  /** The signal of a call that reports the run's end: the stop itself, then (once stopped) the rest of the grace period. */
+  reportSignal(): AbortSignal {
     if (!this.signal.aborted) return this.signal;
     if (!this.#reportSignal) {
       const reserve = Math.min(500, this.graceMs / 10);
@@ -295,15 +296,16 @@ class Run {
   }
 
   async read(): Promise<Build> {
-    this.build = await this.client.getBuild(this.ref, { signal: this.apiSignal() });
+    this.build = await this.client.getBuild(this.ref, { signal: this.signal });
     // Every later write of the run is tied to this uid (client-go's Preconditions{UID}).
     this.#uid = this.build.metadata.uid;
     this.#progress();
     return this.build;
   }
 
-  async store(mutation: Mutation): Promise<Build> {
-    this.build = await this.client.updateBuildStatus(this.ref, mutation, { base: this.build, uid: this.#uid, signal: this.apiSignal() });
+  /** A status write, cut short by the stop unless `signal` says otherwise. */
+  async store(mutation: Mutation, signal: AbortSignal = this.signal): Promise<Build> {
+    this.build = await this.client.updateBuildStatus(this.ref, mutation, { base: this.build, uid: this.#uid, signal });
     this.#progress();
     return this.build;
   }
@@ -313,17 +315,18 @@ class Run {
    * server, say), it is sent again at once under the grace period instead of being given up.
    */
   async report(mutation: Mutation): Promise<Build> {
-    const signal = this.apiSignal();
+    const signal = this.reportSignal();
     try {
-      return await this.store(mutation);
+      return await this.store(mutation, signal);
     } catch (err) {
       if (signal !== this.signal || !this.signal.aborted || !isAborted(err)) throw err;
-      return await this.store(mutation);
+      return await this.store(mutation, this.reportSignal());
     }
   }
 
-  async emit(type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
-    if (this.events && this.build) await this.client.recordEvent(this.build, { type, reason, message }, { signal: this.apiSignal() });
+  /** An event; one that reports the run's end (the default) may use the grace period. */
+  async emit(type: 'Normal' | 'Warning', reason: string, message: string, signal: AbortSignal = this.reportSignal()): Promise<void> {
+    if (this.events && this.build) await this.client.recordEvent(this.build, { type, reason, message }, { signal });
   }
 
   mark(type: string, status: string, extra: Parameters<typeof mark>[4] = {}): Mutation {
@@ -419,7 +422,7 @@ async function execute(run: Run, tasks: readonly Task[]): Promise<RunOutcome> {
       return await reportStopBetween(run, finished, task);
     }
     finished = undefined;
-    if (i === 0) await run.emit('Normal', Reasons.Started, `Build started: ${total} task${total === 1 ? '' : 's'} (${tasks.map((t) => t.type).join(', ')})`);
+    if (i === 0) await run.emit('Normal', Reasons.Started, `Build started: ${total} task${total === 1 ? '' : 's'} (${tasks.map((t) => t.type).join(', ')})`, run.signal);
 
     const taskStarted = Date.now();
     log.info(`${progress} ${task.type}`);
