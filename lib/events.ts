@@ -4,6 +4,10 @@
  * and microsecond precision mandatory. A repeat of the same event on the same Build within ten
  * minutes is folded into the first one (count, lastTimestamp, message), as client-go's correlator.
  *
+ * Messages are cleaned (escape sequences and control characters but newline and tab removed,
+ * valid UTF-8, at most 1024 bytes: messages.ts); the recorder sends what it is given otherwise, so
+ * redaction is its caller's (the runner sends only messages it has sanitized).
+ *
  * Events are a side channel: recording one never throws; the outcome says what happened.
  */
 import { isAlreadyExists, isNotFound } from './errors.js';
@@ -12,7 +16,7 @@ import { validateName, validateNamespace } from './names.js';
 import type { Transport } from './transport.js';
 import { BUILD_API_VERSION, BUILD_KIND, type Build, type CoreEvent, type EventType } from './types.js';
 import { formatTime } from './conditions.js';
-import { fitMessage, MAX_EVENT_MESSAGE_BYTES, sanitizeMessage, truncateUtf8 } from './messages.js';
+import { cleanMessage, fitMessage, MAX_EVENT_MESSAGE_BYTES, truncateUtf8 } from './messages.js';
 
 export interface EventInput {
   type: EventType;
@@ -71,7 +75,7 @@ export function makeEvent(build: Build, input: EventInput, init: { name: string;
       ...(metadata.resourceVersion ? { resourceVersion: metadata.resourceVersion } : {}),
     },
     reason: input.reason,
-    message: sanitizeMessage(input.message, MAX_MESSAGE_BYTES),
+    message: cleanMessage(input.message, MAX_MESSAGE_BYTES),
     type: input.type,
     source: { component: init.component },
     reportingComponent: init.component,
@@ -159,7 +163,7 @@ export class EventRecorder {
       await this.#transport.request({
         method: 'PATCH',
         path: `/api/v1/namespaces/${seen.namespace}/events/${seen.name}`,
-        body: { count, lastTimestamp: formatTime(now), message: sanitizeMessage(input.message, MAX_MESSAGE_BYTES) },
+        body: { count, lastTimestamp: formatTime(now), message: cleanMessage(input.message, MAX_MESSAGE_BYTES) },
         contentType: 'application/merge-patch+json',
         // Setting the count to a number is the same however often it is done.
         idempotent: true,

@@ -17,7 +17,7 @@ export {
   type UpdateOptions,
 } from './builds.js';
 export { EventRecorder, makeEvent, eventName, MAX_MESSAGE_BYTES, type EventInput, type EventOutcome, type EventRecorderOptions } from './events.js';
-export { sanitizeMessage, stripControls, fitMessage, truncateUtf8, MAX_CONDITION_MESSAGE_BYTES, MAX_EVENT_MESSAGE_BYTES } from './messages.js';
+export { sanitizeMessage, cleanMessage, stripControls, fitMessage, truncateUtf8, MAX_CONDITION_MESSAGE_BYTES, MAX_EVENT_MESSAGE_BYTES } from './messages.js';
 export {
   summarizeOutcome,
   summarizeError,

@@ -81,11 +81,15 @@ export function fitMessage(message: string, limit = MAX_EVENT_MESSAGE_BYTES): st
 }
 
 /**
- * A message ready for a condition or an event: redacted, without escape sequences or control
- * characters (newline and tab kept), trailing blanks trimmed, valid UTF-8, at most `maxBytes`.
+ * A message without escape sequences or control characters (newline and tab kept), trailing
+ * blanks trimmed, valid UTF-8, at most `maxBytes`. No redaction: see `sanitizeMessage`.
  */
+export function cleanMessage(text: string, maxBytes: number): string {
+  return fitMessage(stripControls(text).replace(/[ \t]+$/gm, '').replace(/\s+$/, ''), maxBytes);
+}
+
+/** A message ready for a condition or an event: `cleanMessage`, and every secret and masked value redacted. */
 export function sanitizeMessage(text: string, maxBytes: number): string {
   // Redacted before and after: a secret split by a colour code is whole only once it is gone.
-  const clean = redact(stripControls(redact(text))).replace(/[ \t]+$/gm, '').replace(/\s+$/, '');
-  return fitMessage(clean, maxBytes);
+  return cleanMessage(redact(stripControls(redact(text))), maxBytes);
 }
