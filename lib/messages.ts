@@ -61,7 +61,7 @@ export function truncateUtf8(text: string, limit: number): string {
 /**
  * Fits a message into `limit` bytes. A failure's cause is mostly at its end (a step's last stderr
  * lines), so a longer message keeps its first line (at most a quarter of the room) and as much of
- * its end as fits, from a line start when there is one, with `...` between.
+ * its end as fits, from a line start when one is near, with `...` between.
  */
 export function fitMessage(message: string, limit = MAX_EVENT_MESSAGE_BYTES): string {
   if (Buffer.byteLength(message, 'utf8') <= limit) return message;
@@ -75,8 +75,9 @@ export function fitMessage(message: string, limit = MAX_EVENT_MESSAGE_BYTES): st
     .subarray(bytes.length - room)
     .toString('utf8')
     .replace(/^\uFFFD+/, '');
+  // From a line start when one is near: a cut line reads worse, but a long line is worth keeping.
   const lineStart = tail.indexOf('\n');
-  if (lineStart >= 0 && lineStart < tail.length - 1) tail = tail.slice(lineStart + 1);
+  if (lineStart >= 0 && lineStart < tail.length - 1 && lineStart <= Math.max(160, room / 8)) tail = tail.slice(lineStart + 1);
   return `${head}${marker}${tail}`;
 }
 

@@ -97,15 +97,19 @@ export function formatTerminationMessage(summary: TerminationSummary, maxBytes =
   const bounded = (text: string | undefined, limit: number) => (text === undefined ? undefined : sanitizeMessage(text, limit));
   const fields = { ...summary, task: bounded(summary.task, 512), reason: bounded(summary.reason, 128), message: '' };
   const json = (message: string) => JSON.stringify({ ...fields, message });
-  const clean = sanitizeMessage(summary.message, Infinity);
-  let room = maxBytes - Buffer.byteLength(json(''), 'utf8');
-  let message = fitMessage(clean, room);
-  // JSON escapes (a newline is two bytes) may push it over: shrink by the excess until it fits.
-  for (let over = Buffer.byteLength(json(message), 'utf8') - maxBytes; over > 0 && room > 0; over = Buffer.byteLength(json(message), 'utf8') - maxBytes) {
-    room -= over;
-    message = fitMessage(clean, Math.max(0, room));
+  const room = maxBytes - Buffer.byteLength(json(''), 'utf8');
+  // JSON never takes fewer bytes than the text, so this cut loses nothing that could fit.
+  const clean = sanitizeMessage(summary.message, room);
+  const fits = (limit: number) => Buffer.byteLength(json(fitMessage(clean, limit)), 'utf8') <= maxBytes;
+  if (fits(room)) return json(clean);
+  // JSON escapes (a quote or a newline takes two bytes) pushed it over: the largest cut that fits.
+  let [lo, hi] = [0, room];
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
   }
-  return json(message);
+  return json(fitMessage(clean, lo));
 }
 
 /** Writes the summary to `path` (one synchronous write; throws what the write throws). */
