@@ -379,17 +379,17 @@ async function reportTaskFailure(run: Run, task: Task, failed: Failed, progress:
 }
 
 /**
- * Stopped between tasks: `finished` (the last task's Success, not stored yet) is recorded and
- * `next` never starts. Stopped before the first task started, there is nothing to report.
+ * Stopped between tasks: `finished` (the last task's Success, not stored yet) is recorded, and
+ * `next`, which never starts, becomes Error with reason `Terminated`, so the phase says Errored as
+ * the exit code does. Stopped before the first task started, there is nothing to report.
  */
 async function reportStopBetween(run: Run, finished: Mutation | undefined, next: Task): Promise<RunOutcome> {
   const name = run.stopName;
   const base = { outcome: 'interrupted', exitCode: SIGNAL_EXIT_CODES[name], type: undefined, reason: Reasons.Terminated, signal: name } as const;
-  if (!finished) {
-    return { ...base, build: run.build, message: `Build interrupted by ${name} before ${next.type} started`, reported: false };
-  }
   const message = `Build interrupted by ${name} before ${next.type} started`;
-  const reported = await reportEnd(run, 'the interruption', () => run.report(finished));
+  if (!finished) return { ...base, build: run.build, message, reported: false };
+  const stopped = combine(finished, run.mark(next.type, run.vocabulary.error, { reason: Reasons.Terminated, message }));
+  const reported = await reportEnd(run, 'the interruption', () => run.report(stopped));
   if (reported) await run.emit('Warning', Reasons.Terminated, message);
   return { ...base, build: run.build, message, reported };
 }

@@ -17,6 +17,8 @@ import { runTasks } from '../lib/runner.js';
 import { DEFAULT_MAX_REQUEST_BYTES } from '../lib/transport.js';
 import type { Build, BuildCondition } from '../lib/types.js';
 import { startApiServer, type ApiServer } from '../scripts/apiserver/server.js';
+import { CommandFailure } from '../scripts/spot-run/exit-codes.js';
+import { parseOptions, planRun, type Options } from '../scripts/spot-run/options.js';
 import { bundleSpotRun } from './support/cli.js';
 import { rejection, withFixture } from './support/fixtures.js';
 import { SpotRunE2e, statusPath } from './support/spot-run-e2e.js';
@@ -348,5 +350,50 @@ describe('masked environment values', () => {
       assert.ok(!result.stderr.includes('abc12'));
       assert.deepEqual([result.termination?.outcome, result.termination?.exitCode], ['error', 2]);
     }
+  });
+});
+
+describe('the new flags, parsed (pure)', () => {
+  const ENV = { BUILD_REFERENCE: 'default/b1' };
+  const usage = (argv: string[], env: Record<string, string | undefined> = ENV) => {
+    try {
+      parseOptions([...argv, '--step', 'A=true'], env);
+    } catch (err) {
+      assert.ok(err instanceof CommandFailure && err.exitCode === 2, String(err));
+      return err.message;
+    }
+    assert.fail('no usage error');
+  };
+
+  test('--timeout must be a positive number of seconds; --mask-env and SPOT_MASK_ENV name variables; unset ones are skipped', () => {
+    assert.match(usage(['--timeout', '0']), /^--timeout must be a positive number of seconds, got "0"/);
+    assert.match(usage(['--mask-env', 'NOT-A-NAME']), /^--mask-env names "NOT-A-NAME", which is not an environment variable name/);
+    assert.match(usage([], { ...ENV, SPOT_MASK_ENV: 'A,1B' }), /^SPOT_MASK_ENV names "1B", which is not an environment variable name/);
+    const command = parseOptions(['--mask-env', 'SET', '--mask-env', 'UNSET', '--timeout', '90', '--step', 'A=true'], { ...ENV, SET: 'long-enough', SPOT_MASK_ENV: ' ,OTHER' , OTHER: 'another-one' });
+    assert.equal(command.action, 'run');
+    const { options } = command as { options: Options };
+    assert.deepEqual(options.maskValues, ['long-enough', 'another-one']);
+    assert.equal(options.buildTimeoutSeconds, 90);
+  });
+
+  test('a --tasks file object: "tasks" needed, "timeoutSeconds" positive, nothing else', async () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{ timeoutSeconds: 5 }, /needs "tasks", the list of steps/],
+      [{ tasks: [], timeoutSeconds: -1 }, /"timeoutSeconds" must be a positive number/],
+      [{ tasks: [], timeout: 5 }, /has unknown field "timeout" \(expected "tasks" and "timeoutSeconds"\)/],
+      [{ tasks: {} }, /must hold a JSON list of steps/],
+    ];
+    for (const [json, message] of cases) {
+      const file = join(scratch, 'tasks-bad.json');
+      await writeFile(file, JSON.stringify(json));
+      const options = (parseOptions(['--tasks', file], ENV) as { options: Options }).options;
+      const err = await rejection(() => planRun(options));
+      assert.ok(err instanceof CommandFailure && err.exitCode === 2, err.message);
+      assert.match(err.message, message);
+    }
+    const file = join(scratch, 'tasks-good.json');
+    await writeFile(file, JSON.stringify({ timeoutSeconds: 600, tasks: [{ type: 'A', command: 'true' }] }));
+    const plan = await planRun((parseOptions(['--tasks', file], ENV) as { options: Options }).options);
+    assert.deepEqual([plan.steps, plan.buildTimeoutSeconds], [[{ type: 'A', command: 'true' }], 600]);
   });
 });
