@@ -18,6 +18,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Build, BuildCondition } from '../lib/types.js';
 import { isLive, liveGroupMembersAfter } from './support/processes.js';
 import { bundleSpotRun, runCli, type CliOptions, type CliResult } from './support/cli.js';
+import { outputWatch } from './support/spot-run-e2e.js';
 import { startApiServer, type ApiServer, type StoredEvent } from '../scripts/apiserver/server.js';
 
 let scratch: string;
@@ -111,20 +112,6 @@ function assertExitedWithinGrace(result: CliResult, signal: 'SIGTERM' | 'SIGINT'
   const reported = logGap(result.stderr, new RegExp(`WARN  ${signal} received`), new RegExp(`interrupted by ${signal}: build Errored`));
   assert.ok(reported < 2_000, `reported ${reported} ms after ${signal}; the grace period is 2 s\n${result.stderr}`);
   assert.ok(exitedAt - signalledAt < 6_000, `exited ${exitedAt - signalledAt} ms after ${signal}\n${result.stderr}`);
-}
-
-/** Resolves when `marker` has appeared in the child's output. */
-function outputWatch(marker: string): { onOutput: NonNullable<CliOptions['onOutput']>; seen: Promise<void> } {
-  let buffer = '';
-  let resolve!: () => void;
-  const seen = new Promise<void>((r) => (resolve = r));
-  return {
-    seen,
-    onOutput: (text) => {
-      buffer += text;
-      if (buffer.includes(marker)) resolve();
-    },
-  };
 }
 
 // Each run has its own namespace, Build and faults: they can share the server and run side by side.

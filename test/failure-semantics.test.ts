@@ -5,8 +5,7 @@
  * Signals and the termination message have their own files (stop-signals, termination-message).
  */
 import { strict as assert } from 'node:assert';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createClient, type SpotClient } from '../lib/client.js';
@@ -16,36 +15,28 @@ import { buildRef } from '../lib/names.js';
 import { runTasks } from '../lib/runner.js';
 import { DEFAULT_MAX_REQUEST_BYTES } from '../lib/transport.js';
 import type { Build, BuildCondition } from '../lib/types.js';
-import { startApiServer, type ApiServer } from '../scripts/apiserver/server.js';
 import { CommandFailure } from '../scripts/spot-run/exit-codes.js';
 import { parseOptions, planRun, type Options } from '../scripts/spot-run/options.js';
-import { bundleSpotRun } from './support/cli.js';
 import { rejection, withFixture } from './support/fixtures.js';
-import { SpotRunE2e, statusPath } from './support/spot-run-e2e.js';
+import { statusPath, useSpotRunE2e } from './support/spot-run-e2e.js';
 
 const ESC = '\x1b';
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
 
-let scratch: string;
-let server: ApiServer;
-let e2e: SpotRunE2e;
+const suite = useSpotRunE2e('spot-failure-');
 let client: SpotClient;
 
 before(async () => {
-  scratch = await mkdtemp(join(tmpdir(), 'spot-failure-'));
-  server = await startApiServer();
-  e2e = new SpotRunE2e(server, await bundleSpotRun(), scratch);
-  client = await createClient({ env: { ...server.env() }, retry: { baseDelayMs: 1, maxDelayMs: 5, maxRetryAfterMs: 20 } });
+  await suite.ready;
+  client = await createClient({ env: { ...suite.server.env() }, retry: { baseDelayMs: 1, maxDelayMs: 5, maxRetryAfterMs: 20 } });
 });
 after(async () => {
   await client?.close();
-  await server?.stop();
-  await rm(scratch, { recursive: true, force: true });
 });
 
 /** A Build in its own namespace for an in-process run. */
 function newBuild(namespace: string, status?: Build['status']): ReturnType<typeof buildRef> {
-  server.createBuild({ namespace, name: 'b1', spec: { image: { name: 'team/app', tag: '1.0.0' } }, ...(status ? { status } : {}) });
+  suite.server.createBuild({ namespace, name: 'b1', spec: { image: { name: 'team/app', tag: '1.0.0' } }, ...(status ? { status } : {}) });
   return buildRef(namespace, 'b1');
 }
 
@@ -75,12 +66,12 @@ describe('writes land on the run\'s Build', () => {
   test('spot-run: the Build is deleted and created again between two writes: exit 3, one line, the new Build untouched', async () => {
     const ns = 'fs-replaced';
     // The second status write (step 1 Success + step 2 In Progress) meets a re-created Build.
-    const fault = server.inject({ method: 'PATCH', path: statusPath(ns), when: ({ n }) => n === 2, replaceBuild: true });
-    const before = server.getBuild(ns, 'b1');
+    const fault = suite.server.inject({ method: 'PATCH', path: statusPath(ns), when: ({ n }) => n === 2, replaceBuild: true });
+    const before = suite.server.getBuild(ns, 'b1');
     assert.equal(before, undefined);
-    const result = await e2e.run(ns, { steps: [['Fetching Source', 'true'], ['Building Image', 'echo never-runs']] });
+    const result = await suite.e2e.run(ns, { steps: [['Fetching Source', 'true'], ['Building Image', 'echo never-runs']] });
     fault.remove();
-    const replaced = e2e.stored(ns)!;
+    const replaced = suite.e2e.stored(ns)!;
     assert.equal(fault.hits, 1, 'the fault fired');
     assert.equal(result.code, 3, result.stderr);
     assert.equal(result.problems.length, 1, result.stderr);
@@ -93,8 +84,8 @@ describe('writes land on the run\'s Build', () => {
     assert.notEqual(oldUid, newUid);
     assert.equal(replaced.status, undefined, `nothing written to the new Build: ${JSON.stringify(replaced.status)}`);
     assert.ok(!result.stdout.includes('never-runs'), 'step 2 never ran');
-    assert.deepEqual(e2e.trace(ns), ['GET build 200', 'PATCH status 200', 'POST events 201', 'PATCH status 409', 'GET build 200']);
-    assert.ok(e2e.events(ns).every((e) => e.involvedObject?.uid === oldUid), 'no event about the new Build');
+    assert.deepEqual(suite.e2e.trace(ns), ['GET build 200', 'PATCH status 200', 'POST events 201', 'PATCH status 409', 'GET build 200']);
+    assert.ok(suite.e2e.events(ns).every((e) => e.involvedObject?.uid === oldUid), 'no event about the new Build');
     assert.equal(result.termination?.outcome, 'error');
     assert.equal(result.termination?.exitCode, 3);
     assert.equal(result.termination?.reported, false);
@@ -103,13 +94,13 @@ describe('writes land on the run\'s Build', () => {
   test('a PUT carries metadata.uid, which the API server takes as a precondition: a stale uid gets 409 and the new Build is untouched (as before)', async () => {
     const ref = newBuild('fs-put-uid');
     const read = await client.getBuild(ref);
-    server.replaceBuild(ref.namespace, ref.name);
+    suite.server.replaceBuild(ref.namespace, ref.name);
     // The same resourceVersion as the new object, so only the uid can tell them apart.
-    const stale: Build = { ...read, metadata: { ...read.metadata, resourceVersion: server.getBuild(ref.namespace, ref.name)!.metadata.resourceVersion! }, status: { phase: 'Running' } };
+    const stale: Build = { ...read, metadata: { ...read.metadata, resourceVersion: suite.server.getBuild(ref.namespace, ref.name)!.metadata.resourceVersion! }, status: { phase: 'Running' } };
     const err = await rejection(() => client.replaceBuildStatus(stale));
     assert.ok(isApiError(err) && err.statusCode === 409, err.message);
     assert.match(err.message, /Precondition failed: UID in precondition: /);
-    assert.equal(server.getBuild(ref.namespace, ref.name)!.status, undefined);
+    assert.equal(suite.server.getBuild(ref.namespace, ref.name)!.status, undefined);
   });
 });
 
@@ -117,18 +108,18 @@ describe('bounded inputs', () => {
   test('the transport refuses a body over 1 MiB: a typed error naming the size and the path, nothing sent; the server\'s 413 is never reached', async () => {
     const ref = newBuild('fs-too-large');
     // The local API server, set to refuse bodies over our cap with 413, as kube-apiserver does at 3 MiB.
-    const fault = server.inject({ path: statusPath(ref.namespace), maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES, times: Infinity });
+    const fault = suite.server.inject({ path: statusPath(ref.namespace), maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES, times: Infinity });
     try {
       const big = 'x'.repeat(DEFAULT_MAX_REQUEST_BYTES);
-      const before = server.requests.length;
+      const before = suite.server.requests.length;
       const err = await rejection(() => client.updateBuildStatus(ref, (b) => void (b.status = { phase: 'Running', note: big } as Build['status'])));
       assert.ok(err instanceof RequestTooLargeError, `${err.name}: ${err.message}`);
       assert.match(err.message, /^request body of \d+ bytes is over the 1048576-byte limit, not sent \(PATCH \/apis\/spot\.release\.com\/v1alpha1\/namespaces\/fs-too-large\/builds\/b1\/status\)$/);
       assert.ok(err.bytes > DEFAULT_MAX_REQUEST_BYTES && err.bytes < DEFAULT_MAX_REQUEST_BYTES + 200, `${err.bytes}`);
-      assert.deepEqual(server.requests.slice(before).map((r) => r.method), ['GET'], 'the GET went out, the write did not');
+      assert.deepEqual(suite.server.requests.slice(before).map((r) => r.method), ['GET'], 'the GET went out, the write did not');
       // A body within the cap goes through.
       await client.updateBuildStatus(ref, (b) => void (b.status = { phase: 'Running' }));
-      assert.equal(server.getBuild(ref.namespace, ref.name)!.status?.phase, 'Running');
+      assert.equal(suite.server.getBuild(ref.namespace, ref.name)!.status?.phase, 'Running');
       assert.equal(fault.hits, 1);
     } finally {
       fault.remove();
@@ -138,12 +129,12 @@ describe('bounded inputs', () => {
   test('spot-run: colours, cursor movement and control characters in a failing step\'s stderr stay out of the condition and the event', async () => {
     const ns = 'fs-ansi';
     const script = `printf '\\033[1;31merror:\\033[0m cannot build\\r\\n\\033]0;title\\007\\033[2Kstill\\001here\\233 \\n'; printf 'progress 10%%\\rprogress 100%%\\n' >&2; printf '\\033[31mE: the cause\\033[0m\\n' >&2; exit 2`;
-    const result = await e2e.run(ns, { steps: [['Building Image', script]] });
+    const result = await suite.e2e.run(ns, { steps: [['Building Image', script]] });
     assert.equal(result.code, 1, result.stderr);
-    const condition = e2e.stored(ns)!.status!.conditions![0]!;
+    const condition = suite.e2e.stored(ns)!.status!.conditions![0]!;
     assert.equal(condition.reason, 'StepFailed');
     assert.match(condition.message!, /exit code 2; last stderr lines:\nprogress 100%\nE: the cause$/);
-    const warning = e2e.events(ns).find((e) => e.type === 'Warning')!;
+    const warning = suite.e2e.events(ns).find((e) => e.type === 'Warning')!;
     for (const [where, text] of [['condition', condition.message!], ['event', warning.message!], ['termination message', result.termination!.message]] as const) {
       assert.ok(!text.includes(ESC), `${where}: an escape sequence: ${JSON.stringify(text)}`);
       assert.doesNotMatch(text, CONTROL, `${where}: a control character: ${JSON.stringify(text)}`);
@@ -155,11 +146,11 @@ describe('bounded inputs', () => {
     const long = `${'构建失败 '.repeat(10_000)}\nthe cause`;
     const outcome = await runTasks(client, ref, [{ type: 'Building Image', run: async () => Promise.reject(new TaskFailure('StepFailed', long)) }]);
     assert.equal(outcome.outcome, 'failed');
-    const message = server.getBuild(ref.namespace, ref.name)!.status!.conditions![0]!.message!;
+    const message = suite.server.getBuild(ref.namespace, ref.name)!.status!.conditions![0]!.message!;
     const bytes = Buffer.byteLength(message);
     assert.ok(bytes <= MAX_CONDITION_MESSAGE_BYTES && bytes > MAX_CONDITION_MESSAGE_BYTES - 64, `${bytes} bytes`);
     assert.ok(!message.includes('\uFFFD') && message.endsWith('\nthe cause'), message.slice(-40));
-    const event = server.events(ref.namespace).find((e) => e.type === 'Warning')!;
+    const event = suite.server.events(ref.namespace).find((e) => e.type === 'Warning')!;
     assert.ok(Buffer.byteLength(event.message!) <= MAX_EVENT_MESSAGE_BYTES, `${Buffer.byteLength(event.message!)} bytes`);
     assert.ok(event.message!.endsWith('\nthe cause'));
   });
@@ -172,12 +163,12 @@ describe('exit codes tell the truth', () => {
       { type: 'Pod Deployment', status: 'Error', reason: 'OperatorSaysSo', message: 'not ours', lastTransitionTime: '2025-06-01T10:00:00Z' },
       { type: 'Scanning Image', status: 'In Progress', lastTransitionTime: '2025-06-01T10:00:00Z' },
     ];
-    const result = await e2e.run(ns, { status: { conditions: foreign }, steps: [['Fetching Source', 'true'], ['Building Image', 'true']] });
+    const result = await suite.e2e.run(ns, { status: { conditions: foreign }, steps: [['Fetching Source', 'true'], ['Building Image', 'true']] });
     assert.equal(result.code, 0, result.stderr);
-    const status = e2e.stored(ns)!.status!;
+    const status = suite.e2e.stored(ns)!.status!;
     assert.equal(status.phase, 'Done', 'exit 0 means the run wrote phase Done');
     assert.deepEqual(status.conditions!.slice(0, 2), foreign, 'left as they are');
-    assert.deepEqual(e2e.conditions(ns).slice(2), [
+    assert.deepEqual(suite.e2e.conditions(ns).slice(2), [
       ['Fetching Source', 'Success', 'Succeeded'],
       ['Building Image', 'Success', 'Succeeded'],
     ]);
@@ -201,18 +192,18 @@ describe('exit codes tell the truth', () => {
     assert.equal(seen[0], 'Running', 'the Build as first written');
     const reset = JSON.parse(seen[1]!) as BuildCondition;
     assert.deepEqual([reset.type, reset.status, reset.reason, reset.message], ['Building Image', '', undefined, undefined]);
-    assert.equal(server.getBuild(ref.namespace, ref.name)!.status?.phase, 'Done');
+    assert.equal(suite.server.getBuild(ref.namespace, ref.name)!.status?.phase, 'Done');
   });
 
   test('an unreachable API server: exit 3 with one line on stderr, within --api-deadline', async () => {
     const ns = 'fs-unreachable';
-    server.createBuild({ namespace: ns, name: 'b1' });
-    await server.suspend();
+    suite.server.createBuild({ namespace: ns, name: 'b1' });
+    await suite.server.suspend();
     let result;
     try {
-      result = await e2e.run(ns, { create: false, args: ['--api-deadline', '1'], steps: [['Building Image', 'true']] });
+      result = await suite.e2e.run(ns, { create: false, args: ['--api-deadline', '1'], steps: [['Building Image', 'true']] });
     } finally {
-      await server.resume();
+      await suite.server.resume();
     }
     assert.equal(result.code, 3, result.stderr);
     assert.equal(result.problems.length, 1, `one line:\n${result.stderr}`);
@@ -223,16 +214,16 @@ describe('exit codes tell the truth', () => {
   test('--api-deadline bounds a call and the failure report after it together: a hung API server costs the deadline once', async () => {
     const ns = 'fs-api-deadline';
     // After step 1, every status write and every read hangs.
-    const writes = server.inject({ method: 'PATCH', path: statusPath(ns), when: ({ n }) => n >= 2, times: Infinity, hang: true });
-    const reads = server.inject({ method: 'GET', path: /\/namespaces\/fs-api-deadline\/builds\/b1$/, when: ({ n }) => n >= 2, times: Infinity, hang: true });
+    const writes = suite.server.inject({ method: 'PATCH', path: statusPath(ns), when: ({ n }) => n >= 2, times: Infinity, hang: true });
+    const reads = suite.server.inject({ method: 'GET', path: /\/namespaces\/fs-api-deadline\/builds\/b1$/, when: ({ n }) => n >= 2, times: Infinity, hang: true });
     let result;
     try {
-      result = await e2e.run(ns, { args: ['--api-deadline', '2', '--grace', '10', '--log-format', 'json'], steps: [['Fetching Source', 'true'], ['Building Image', 'true']] });
+      result = await suite.e2e.run(ns, { args: ['--api-deadline', '2', '--grace', '10', '--log-format', 'json'], steps: [['Fetching Source', 'true'], ['Building Image', 'true']] });
     } finally {
       writes.remove();
       reads.remove();
-      await server.suspend();
-      await server.resume();
+      await suite.server.suspend();
+      await suite.server.resume();
     }
     assert.equal(result.code, 3, result.stderr);
     const lines = result.stderr.trim().split('\n').map((l) => JSON.parse(l) as { time: string; level: string; msg: string });
@@ -247,14 +238,14 @@ describe('exit codes tell the truth', () => {
   });
 
   test('--log-format json: every stderr line after the flags is one JSON object, fatal errors included', async () => {
-    const usage = await e2e.run('fs-json-usage', { create: false, args: ['--log-format', 'json'], env: { BUILD_REFERENCE: '' } });
-    const failed = await e2e.run('fs-json-failed', { args: ['--log-format', 'json'], steps: [['Building Image', 'echo "to stderr" >&2; exit 4']] });
-    server.setPermissions(server.token, [{ verbs: ['get'], resources: ['builds'] }]);
+    const usage = await suite.e2e.run('fs-json-usage', { create: false, args: ['--log-format', 'json'], env: { BUILD_REFERENCE: '' } });
+    const failed = await suite.e2e.run('fs-json-failed', { args: ['--log-format', 'json'], steps: [['Building Image', 'echo "to stderr" >&2; exit 4']] });
+    suite.server.setPermissions(suite.server.token, [{ verbs: ['get'], resources: ['builds'] }]);
     let refused;
     try {
-      refused = await e2e.run('fs-json-refused', { args: ['--log-format', 'json'], steps: [['Building Image', 'true']] });
+      refused = await suite.e2e.run('fs-json-refused', { args: ['--log-format', 'json'], steps: [['Building Image', 'true']] });
     } finally {
-      server.setPermissions(server.token, [
+      suite.server.setPermissions(suite.server.token, [
         { verbs: ['get', 'list', 'create'], resources: ['builds'] },
         { verbs: ['get', 'update', 'patch'], resources: ['builds/status'] },
         { verbs: ['create', 'patch', 'get', 'list'], resources: ['events'] },
@@ -284,29 +275,29 @@ describe('--timeout: a whole-build deadline', () => {
   test('the running step is stopped when it passes: Error with reason Timeout, phase Errored, exit 1', async () => {
     const ns = 'fs-timeout';
     const started = Date.now();
-    const result = await e2e.run(ns, { args: ['--timeout', '1.5'], steps: [['Fetching Source', 'sleep 0.2'], ['Building Image', 'sleep 30'], ['Pushing Image', 'echo never']] });
+    const result = await suite.e2e.run(ns, { args: ['--timeout', '1.5'], steps: [['Fetching Source', 'sleep 0.2'], ['Building Image', 'sleep 30'], ['Pushing Image', 'echo never']] });
     assert.equal(result.code, 1, result.stderr);
     assert.ok(Date.now() - started < 10_000, 'not the step\'s 30 s');
-    assert.deepEqual(e2e.conditions(ns), [
+    assert.deepEqual(suite.e2e.conditions(ns), [
       ['Fetching Source', 'Success', 'Succeeded'],
       ['Building Image', 'Error', 'Timeout'],
       ['Pushing Image', '', null],
     ]);
-    assert.equal(e2e.stored(ns)!.status!.phase, 'Errored');
-    assert.match(e2e.stored(ns)!.status!.conditions![1]!.message!, /^Building Image failed after \d+\.\ds: the build's timeout of 1\.5s passed and the step was stopped$/);
+    assert.equal(suite.e2e.stored(ns)!.status!.phase, 'Errored');
+    assert.match(suite.e2e.stored(ns)!.status!.conditions![1]!.message!, /^Building Image failed after \d+\.\ds: the build's timeout of 1\.5s passed and the step was stopped$/);
     assert.deepEqual([result.termination?.outcome, result.termination?.task, result.termination?.reason], ['failed', 'Building Image', 'Timeout']);
   });
 
   test('a --tasks file as {"timeoutSeconds", "tasks"} sets it too; --timeout wins over it', async () => {
-    const file = join(scratch, 'tasks-with-timeout.json');
+    const file = join(suite.scratch, 'tasks-with-timeout.json');
     await writeFile(file, JSON.stringify({ timeoutSeconds: 1, tasks: [{ type: 'Building Image', command: 'sleep 30' }] }));
-    const fromFile = await e2e.run('fs-timeout-file', { args: ['--tasks', file] });
+    const fromFile = await suite.e2e.run('fs-timeout-file', { args: ['--tasks', file] });
     assert.equal(fromFile.code, 1, fromFile.stderr);
-    assert.deepEqual(e2e.conditions('fs-timeout-file'), [['Building Image', 'Error', 'Timeout']]);
-    assert.match(e2e.stored('fs-timeout-file')!.status!.conditions![0]!.message!, /the build's timeout of 1s passed/);
-    const flagWins = await e2e.run('fs-timeout-flag', { args: ['--tasks', file, '--timeout', '2'] });
+    assert.deepEqual(suite.e2e.conditions('fs-timeout-file'), [['Building Image', 'Error', 'Timeout']]);
+    assert.match(suite.e2e.stored('fs-timeout-file')!.status!.conditions![0]!.message!, /the build's timeout of 1s passed/);
+    const flagWins = await suite.e2e.run('fs-timeout-flag', { args: ['--tasks', file, '--timeout', '2'] });
     assert.equal(flagWins.code, 1, flagWins.stderr);
-    assert.match(e2e.stored('fs-timeout-flag')!.status!.conditions![0]!.message!, /the build's timeout of 2s passed/);
+    assert.match(suite.e2e.stored('fs-timeout-flag')!.status!.conditions![0]!.message!, /the build's timeout of 2s passed/);
   });
 });
 
@@ -318,16 +309,16 @@ describe('masked environment values', () => {
   test('--mask-env and SPOT_MASK_ENV: the values reach the step but not its live output, the logs, the condition, the event or the termination message', async () => {
     for (const format of ['text', 'json'] as const) {
       const ns = `fs-mask-${format}`;
-      const handed = join(scratch, `${ns}.auth`);
-      const result = await e2e.run(ns, {
+      const handed = join(suite.scratch, `${ns}.auth`);
+      const result = await suite.e2e.run(ns, {
         args: ['--mask-env', 'REGISTRY_AUTH', '--log-format', format],
         env: { REGISTRY_AUTH: AUTH, OTHER_SECRET: OTHER, SPOT_MASK_ENV: 'OTHER_SECRET, UNSET_ONE' },
         steps: [['Pushing Image', `printf '%s' "$REGISTRY_AUTH" > '${handed}'; echo "auth: $REGISTRY_AUTH"; echo "other: $OTHER_SECRET" >&2; exit 3`]],
       });
       assert.equal(result.code, 1, result.stderr);
       assert.equal(await readFile(handed, 'utf8'), AUTH, 'the step got the value itself');
-      const condition = e2e.stored(ns)!.status!.conditions![0]!.message!;
-      const events = e2e.events(ns).map((e) => e.message!).join('\n');
+      const condition = suite.e2e.stored(ns)!.status!.conditions![0]!.message!;
+      const events = suite.e2e.events(ns).map((e) => e.message!).join('\n');
       const places = { stdout: result.stdout, stderr: result.stderr, condition, events, termination: result.terminationText! };
       for (const [where, text] of Object.entries(places)) {
         for (const secret of [AUTH, OTHER, 'c2VjcmV0LXVzZXI6c2VjcmV0LXBhc3M=']) assert.ok(!text.includes(secret), `${format} ${where} shows a masked value:\n${text}`);
@@ -342,7 +333,7 @@ describe('masked environment values', () => {
       [['--mask-env', 'SHORT'], { SHORT: 'abc12' }, '--mask-env'],
       [[], { SHORT: 'abc12', SPOT_MASK_ENV: 'SHORT' }, 'SPOT_MASK_ENV'],
     ] as const) {
-      const result = await e2e.run('fs-mask-short', { create: false, args: [...args], env, steps: [['A', 'true']] });
+      const result = await suite.e2e.run('fs-mask-short', { create: false, args: [...args], env, steps: [['A', 'true']] });
       assert.equal(result.code, 2, result.stderr);
       assert.deepEqual(result.problems, [
         `spot-run: ${source} names SHORT, whose value is shorter than 6 characters: too short to mask without hiding ordinary text; give it a longer value or stop masking it (see spot-run --help)`,
@@ -384,14 +375,14 @@ describe('the new flags, parsed (pure)', () => {
       [{ tasks: {} }, /must hold a JSON list of steps/],
     ];
     for (const [json, message] of cases) {
-      const file = join(scratch, 'tasks-bad.json');
+      const file = join(suite.scratch, 'tasks-bad.json');
       await writeFile(file, JSON.stringify(json));
       const options = (parseOptions(['--tasks', file], ENV) as { options: Options }).options;
       const err = await rejection(() => planRun(options));
       assert.ok(err instanceof CommandFailure && err.exitCode === 2, err.message);
       assert.match(err.message, message);
     }
-    const file = join(scratch, 'tasks-good.json');
+    const file = join(suite.scratch, 'tasks-good.json');
     await writeFile(file, JSON.stringify({ timeoutSeconds: 600, tasks: [{ type: 'A', command: 'true' }] }));
     const plan = await planRun((parseOptions(['--tasks', file], ENV) as { options: Options }).options);
     assert.deepEqual([plan.steps, plan.buildTimeoutSeconds], [[{ type: 'A', command: 'true' }], 600]);

@@ -7,30 +7,13 @@
  */
 import { strict as assert } from 'node:assert';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createClient, type SpotClient } from '../lib/client.js';
 import { buildRef } from '../lib/names.js';
 import { runTasks } from '../lib/runner.js';
-import { startApiServer, type ApiServer } from '../scripts/apiserver/server.js';
-import { bundleSpotRun } from './support/cli.js';
-import { buildPath, outputWatch, SpotRunE2e, statusPath, until } from './support/spot-run-e2e.js';
+import { buildPath, outputWatch, statusPath, until, useSpotRunE2e, type SpotRunE2e } from './support/spot-run-e2e.js';
 
-let scratch: string;
-let server: ApiServer;
-let e2e: SpotRunE2e;
-
-before(async () => {
-  scratch = await mkdtemp(join(tmpdir(), 'spot-signals-'));
-  server = await startApiServer();
-  e2e = new SpotRunE2e(server, await bundleSpotRun(), scratch);
-});
-after(async () => {
-  await server?.stop();
-  await rm(scratch, { recursive: true, force: true });
-});
+const suite = useSpotRunE2e('spot-signals-');
 
 /** Runs `ns` and sends `signal` once `ready` resolves; resolves with the result and the ms from the signal to the exit. */
 async function signalled(
@@ -39,7 +22,7 @@ async function signalled(
 ): Promise<{ result: Awaited<ReturnType<SpotRunE2e['run']>>; afterSignalMs: number }> {
   let signalledAt = 0;
   let sent: Promise<void> | undefined;
-  const result = await e2e.run(ns, {
+  const result = await suite.e2e.run(ns, {
     ...options,
     onSpawn: (child) => {
       sent = options.ready(child).then(async () => {
@@ -60,8 +43,8 @@ async function signalled(
 describe('spot-run answers a signal at once', { timeout: 60_000 }, () => {
   test('SIGTERM while the first GET is being retried (the API server is down): exit 143 within a second, nothing to report', async () => {
     const ns = 'sig-first-get';
-    server.createBuild({ namespace: ns, name: 'b1' });
-    await server.suspend();
+    suite.server.createBuild({ namespace: ns, name: 'b1' });
+    await suite.server.suspend();
     const watch = outputWatch(`Build ${ns}/b1, 1 step`);
     let outcome;
     try {
@@ -77,7 +60,7 @@ describe('spot-run answers a signal at once', { timeout: 60_000 }, () => {
         signal: 'SIGTERM',
       });
     } finally {
-      await server.resume();
+      await suite.server.resume();
     }
     const { result, afterSignalMs } = outcome;
     assert.equal(result.signal, null, 'exited by itself, not killed by the signal');
@@ -97,7 +80,7 @@ describe('spot-run answers a signal at once', { timeout: 60_000 }, () => {
   test('SIGINT during a Retry-After: 30 wait on a status write: the wait is cut, the interruption reported, exit 130 long before the grace period', async () => {
     const ns = 'sig-retry-after';
     // Step 1's Success (with step 2's In Progress) is answered 503 Retry-After: 30, once.
-    const fault = server.inject({ method: 'PATCH', path: statusPath(ns), when: ({ n }) => n === 2, status: 503, retryAfterSeconds: 30 });
+    const fault = suite.server.inject({ method: 'PATCH', path: statusPath(ns), when: ({ n }) => n === 2, status: 503, retryAfterSeconds: 30 });
     const { result, afterSignalMs } = await signalled(ns, {
       args: ['--grace', '10'],
       steps: [['Fetching Source', 'true'], ['Building Image', 'echo never-runs']],
@@ -107,13 +90,13 @@ describe('spot-run answers a signal at once', { timeout: 60_000 }, () => {
     assert.equal(result.code, 130, result.stderr);
     assert.ok(afterSignalMs < 2_000, `exited ${afterSignalMs} ms after SIGINT (grace 10 s, Retry-After 30 s)`);
     assert.ok(!result.stdout.includes('never-runs'));
-    assert.deepEqual(e2e.conditions(ns), [
+    assert.deepEqual(suite.e2e.conditions(ns), [
       ['Fetching Source', 'Success', 'Succeeded'],
       ['Building Image', 'Error', 'Terminated'],
     ]);
-    assert.equal(e2e.stored(ns)!.status!.phase, 'Errored');
+    assert.equal(suite.e2e.stored(ns)!.status!.phase, 'Errored');
     assert.deepEqual(
-      e2e.events(ns).map((e) => [e.type, e.reason, e.message]),
+      suite.e2e.events(ns).map((e) => [e.type, e.reason, e.message]),
       [
         ['Normal', 'Started', 'Build started: 2 tasks (Fetching Source, Building Image)'],
         ['Warning', 'Terminated', 'Build interrupted by SIGINT before Building Image started'],
@@ -133,7 +116,7 @@ describe('spot-run answers a signal at once', { timeout: 60_000 }, () => {
   test('SIGTERM during a step, and the API server never answers the report: it runs under the grace period and no longer', async () => {
     const ns = 'sig-report-hangs';
     const watch = outputWatch('[Building Image] started');
-    const hang = server.inject({ method: 'PATCH', path: statusPath(ns), when: ({ n }) => n >= 2, times: Infinity, hang: true });
+    const hang = suite.server.inject({ method: 'PATCH', path: statusPath(ns), when: ({ n }) => n >= 2, times: Infinity, hang: true });
     let outcome;
     try {
       outcome = await signalled(ns, {
@@ -145,8 +128,8 @@ describe('spot-run answers a signal at once', { timeout: 60_000 }, () => {
       });
     } finally {
       hang.remove();
-      await server.suspend();
-      await server.resume();
+      await suite.server.suspend();
+      await suite.server.resume();
     }
     const { result, afterSignalMs } = outcome;
     assert.equal(result.code, 143, result.stderr);
@@ -202,19 +185,19 @@ describe('runTasks: a stop cuts a conflict re-read short', () => {
   let client: SpotClient;
   before(async () => {
     // A per-request timeout of 20 s: without the stop, the hung re-read would hold the run that long.
-    client = await createClient({ env: { ...server.env() }, timeoutMs: 20_000, retry: { baseDelayMs: 1, maxDelayMs: 5 } });
+    client = await createClient({ env: { ...suite.server.env() }, timeoutMs: 20_000, retry: { baseDelayMs: 1, maxDelayMs: 5 } });
   });
   after(async () => {
     await client?.close();
-    await server.suspend();
-    await server.resume();
+    await suite.server.suspend();
+    await suite.server.resume();
   });
 
   test('the first write conflicts, the re-read hangs, the stop comes: resolved at once, interrupted, nothing reported', async () => {
     const ns = 'sig-conflict-reread';
-    server.createBuild({ namespace: ns, name: 'b1' });
-    const conflict = server.inject({ method: 'PATCH', path: statusPath(ns), concurrentWrite: (status) => void (status.pod = { name: 'p', namespace: 'spot-system' }) });
-    const hang = server.inject({ method: 'GET', path: buildPath(ns), when: ({ n }) => n === 2, hang: true });
+    suite.server.createBuild({ namespace: ns, name: 'b1' });
+    const conflict = suite.server.inject({ method: 'PATCH', path: statusPath(ns), concurrentWrite: (status) => void (status.pod = { name: 'p', namespace: 'spot-system' }) });
+    const hang = suite.server.inject({ method: 'GET', path: buildPath(ns), when: ({ n }) => n === 2, hang: true });
     const controller = new AbortController();
     let ran = false;
     const run = runTasks(client, buildRef(ns, 'b1'), [{ type: 'A', run: async () => void (ran = true) }], { signal: controller.signal, graceMs: 5_000 });

@@ -5,30 +5,17 @@
  * forced exits after a signal are in stop-signals.test.ts; the pure builder in messages.test.ts.)
  */
 import { strict as assert } from 'node:assert';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { TERMINATION_MESSAGE_MAX_BYTES, type TerminationSummary } from '../lib/termination.js';
-import { BUILD_POD_RULES, startApiServer, type ApiServer } from '../scripts/apiserver/server.js';
+import { BUILD_POD_RULES } from '../scripts/apiserver/server.js';
 import { writeTermination } from '../scripts/spot-run/ending.js';
 import { parseOptions, type Options } from '../scripts/spot-run/options.js';
-import { bundleSpotRun, runCli } from './support/cli.js';
-import { outputWatch, SpotRunE2e } from './support/spot-run-e2e.js';
+import { runCli } from './support/cli.js';
+import { outputWatch, useSpotRunE2e } from './support/spot-run-e2e.js';
 
-let scratch: string;
-let server: ApiServer;
-let e2e: SpotRunE2e;
-
-before(async () => {
-  scratch = await mkdtemp(join(tmpdir(), 'spot-termination-'));
-  server = await startApiServer();
-  e2e = new SpotRunE2e(server, await bundleSpotRun(), scratch);
-});
-after(async () => {
-  await server?.stop();
-  await rm(scratch, { recursive: true, force: true });
-});
+const suite = useSpotRunE2e('spot-termination-');
 
 /** The summary without its message, which each test checks on its own. */
 function withoutMessage(summary: TerminationSummary | undefined): Omit<TerminationSummary, 'message'> | undefined {
@@ -39,7 +26,7 @@ function withoutMessage(summary: TerminationSummary | undefined): Omit<Terminati
 
 describe('spot-run writes the termination message on every exit path', { timeout: 60_000 }, () => {
   test('done: outcome done, exit 0, phase Done, reported', async () => {
-    const result = await e2e.run('tm-done', { steps: [['Fetching Source', 'true'], ['Building Image', 'true']] });
+    const result = await suite.e2e.run('tm-done', { steps: [['Fetching Source', 'true'], ['Building Image', 'true']] });
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(withoutMessage(result.termination), { outcome: 'done', exitCode: 0, phase: 'Done', reported: true });
     assert.match(result.termination!.message, /^Build completed: 2 tasks in \d+\.\ds$/);
@@ -47,20 +34,20 @@ describe('spot-run writes the termination message on every exit path', { timeout
   });
 
   test('a step failed: outcome failed, exit 1, the task, its reason and the condition\'s message', async () => {
-    const result = await e2e.run('tm-failed', { steps: [['Fetching Source', 'true'], ['Building Image', 'echo "E: no space left" >&2; exit 2']] });
+    const result = await suite.e2e.run('tm-failed', { steps: [['Fetching Source', 'true'], ['Building Image', 'echo "E: no space left" >&2; exit 2']] });
     assert.equal(result.code, 1, result.stderr);
     assert.deepEqual(withoutMessage(result.termination), { outcome: 'failed', exitCode: 1, phase: 'Errored', task: 'Building Image', reason: 'StepFailed', reported: true });
-    assert.equal(result.termination!.message, e2e.stored('tm-failed')!.status!.conditions![1]!.message);
+    assert.equal(result.termination!.message, suite.e2e.stored('tm-failed')!.status!.conditions![1]!.message);
     assert.match(result.termination!.message, /exit code 2; last stderr lines:\nE: no space left$/);
   });
 
   test('the API server refuses the report (403): outcome error, exit 3, not reported, the refusal in the message', async () => {
-    server.setPermissions(server.token, [{ verbs: ['get'], resources: ['builds'] }]);
+    suite.server.setPermissions(suite.server.token, [{ verbs: ['get'], resources: ['builds'] }]);
     let result;
     try {
-      result = await e2e.run('tm-refused', { steps: [['Building Image', 'true']] });
+      result = await suite.e2e.run('tm-refused', { steps: [['Building Image', 'true']] });
     } finally {
-      server.setPermissions(server.token, BUILD_POD_RULES);
+      suite.server.setPermissions(suite.server.token, BUILD_POD_RULES);
     }
     assert.equal(result.code, 3, result.stderr);
     assert.deepEqual(withoutMessage(result.termination), { outcome: 'error', exitCode: 3, phase: 'Errored', reported: false });
@@ -70,7 +57,7 @@ describe('spot-run writes the termination message on every exit path', { timeout
   test('interrupted during a step, the interruption reported: outcome interrupted, exit 143, the task, reported', async () => {
     const watch = outputWatch('[Building Image] started');
     let sent: Promise<void> | undefined;
-    const result = await e2e.run('tm-interrupted', {
+    const result = await suite.e2e.run('tm-interrupted', {
       steps: [['Building Image', 'echo started; sleep 30']],
       onOutput: watch.onOutput,
       onSpawn: (child) => void (sent = watch.seen.then(() => void child.kill('SIGTERM'))),
@@ -82,7 +69,7 @@ describe('spot-run writes the termination message on every exit path', { timeout
   });
 
   test('a usage error once the flags are parsed: outcome error, exit 2; an unknown flag: no message (nothing says where it goes)', async () => {
-    const usage = await e2e.run('tm-usage', { create: false, args: ['--grace', '0'], steps: [['A', 'true']] });
+    const usage = await suite.e2e.run('tm-usage', { create: false, args: ['--grace', '0'], steps: [['A', 'true']] });
     assert.equal(usage.code, 2, usage.stderr);
     assert.deepEqual(usage.termination, {
       outcome: 'error',
@@ -91,15 +78,15 @@ describe('spot-run writes the termination message on every exit path', { timeout
       message: '--grace must be a positive number of seconds, got "0" (see spot-run --help)',
       reported: false,
     });
-    const file = join(scratch, 'tm-unknown-flag');
-    const unknown = await runCli(['--termination-log', file, '--bogus'], { entry: e2e.bundle, timeoutMs: 30_000 });
+    const file = join(suite.scratch, 'tm-unknown-flag');
+    const unknown = await runCli(['--termination-log', file, '--bogus'], { entry: suite.e2e.bundle, timeoutMs: 30_000 });
     assert.equal(unknown.code, 2);
     await assert.rejects(stat(file), { code: 'ENOENT' });
   });
 
   test('a failure with a long stderr in many-byte characters: within 4096 bytes of valid UTF-8, the cause at the end kept', async () => {
     const script = `i=0; while [ $i -lt 40 ]; do printf '构建失败 %.0s' $(seq 1 40) >&2; echo " line $i" >&2; i=$((i+1)); done; echo "E: the real cause" >&2; exit 1`;
-    const result = await e2e.run('tm-long', { steps: [['Building Image', script]] });
+    const result = await suite.e2e.run('tm-long', { steps: [['Building Image', script]] });
     assert.equal(result.code, 1, result.stderr);
     const bytes = Buffer.byteLength(result.terminationText!);
     assert.ok(bytes <= TERMINATION_MESSAGE_MAX_BYTES, `${bytes} bytes`);
@@ -108,9 +95,9 @@ describe('spot-run writes the termination message on every exit path', { timeout
   });
 
   test('a termination-log that cannot be written: one warning line, the exit code unchanged', async () => {
-    const result = await e2e.run('tm-unwritable', { args: ['--termination-log', join(scratch, 'no-such-dir', 'log')], steps: [['A', 'true']] });
+    const result = await suite.e2e.run('tm-unwritable', { args: ['--termination-log', join(suite.scratch, 'no-such-dir', 'log')], steps: [['A', 'true']] });
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(result.problems, [`spot-run: could not write the termination message to ${join(scratch, 'no-such-dir', 'log')}: ENOENT`]);
+    assert.deepEqual(result.problems, [`spot-run: could not write the termination message to ${join(suite.scratch, 'no-such-dir', 'log')}: ENOENT`]);
   });
 });
 
@@ -125,11 +112,11 @@ describe('--termination-log', () => {
 
   test('the default file is written when it exists and is writable, and left alone (silently) when it does not exist', async () => {
     const summary: TerminationSummary = { outcome: 'done', exitCode: 0, phase: 'Done', message: 'm', reported: true };
-    const existing = join(scratch, 'kubelet-made');
+    const existing = join(suite.scratch, 'kubelet-made');
     await writeFile(existing, '');
     writeTermination({ format: 'text', terminationLog: { path: existing, ifWritable: true } }, summary);
     assert.equal(await readFile(existing, 'utf8'), JSON.stringify(summary));
-    const missing = join(scratch, 'not-in-a-pod');
+    const missing = join(suite.scratch, 'not-in-a-pod');
     writeTermination({ format: 'text', terminationLog: { path: missing, ifWritable: true } }, summary);
     await assert.rejects(stat(missing), { code: 'ENOENT' });
   });

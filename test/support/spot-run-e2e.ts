@@ -4,12 +4,15 @@
  * what a person could check afterwards (exit code, stderr lines, the termination message, the
  * stored Build and its events, the requests the server saw).
  */
-import { readFile } from 'node:fs/promises';
+import { strict as assert } from 'node:assert';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import type { TerminationSummary } from '../../lib/termination.js';
 import type { Build, BuildStatus } from '../../lib/types.js';
-import type { ApiServer, RequestLogEntry, StoredEvent } from '../../scripts/apiserver/server.js';
-import { runCli, type CliOptions, type CliResult } from './cli.js';
+import { startApiServer, type ApiServer, type RequestLogEntry, type StoredEvent } from '../../scripts/apiserver/server.js';
+import { bundleSpotRun, runCli, type CliOptions, type CliResult } from './cli.js';
 
 export interface E2eResult extends CliResult {
   /** The termination message as written, undefined when no file was written. */
@@ -102,6 +105,39 @@ export class SpotRunE2e {
       (r) => `${r.method} ${r.path === buildPath(ns) ? 'build' : r.path === statusPath(ns) ? 'status' : r.path.includes('/events') ? 'events' : r.path} ${r.status}`,
     );
   }
+}
+
+/**
+ * Registers the test file's before/after hooks: a scratch folder (`prefix`), a local API server and
+ * the spot-run bundle. The returned object's fields are there once `ready` has resolved (another
+ * top-level `before` hook of the file must await it: node:test does not run them one by one).
+ */
+export function useSpotRunE2e(prefix: string): { readonly e2e: SpotRunE2e; readonly server: ApiServer; readonly scratch: string; readonly ready: Promise<void> } {
+  let e2e: SpotRunE2e | undefined;
+  let resolve!: () => void;
+  const ready = new Promise<void>((r) => (resolve = r));
+  before(async () => {
+    const scratch = await mkdtemp(join(tmpdir(), prefix));
+    e2e = new SpotRunE2e(await startApiServer(), await bundleSpotRun(), scratch);
+    resolve();
+  });
+  after(async () => {
+    await e2e?.server.stop();
+    if (e2e) await rm(e2e.scratch, { recursive: true, force: true });
+  });
+  const started = () => e2e ?? assert.fail('the before hook has not run');
+  return {
+    get e2e() {
+      return started();
+    },
+    get server() {
+      return started().server;
+    },
+    get scratch() {
+      return started().scratch;
+    },
+    ready,
+  };
 }
 
 /** Resolves once `marker` has appeared in the child's output. */
