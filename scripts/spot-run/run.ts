@@ -67,7 +67,8 @@ async function carryOut(plan: Plan, log: Logger, signal: AbortSignal, progress: 
   });
 
   try {
-    const outcome = await runTasks(calls, ref, plan.steps.map((s) => stepTask(s, stepOptions(plan))), {
+    const options = stepOptions(plan);
+    const outcome = await runTasks(calls, ref, plan.steps.map((s) => stepTask(s, options)), {
       log,
       signal,
       graceMs: plan.graceMs,
@@ -84,6 +85,7 @@ async function carryOut(plan: Plan, log: Logger, signal: AbortSignal, progress: 
   }
 }
 
+/** What every step shares; the whole build's deadline starts counting here. */
 function stepOptions(plan: Plan): StepOptions {
   // In JSON mode a step's output lines are log objects too, so a log pipeline sees one format.
   // Each line is redacted before it is escaped: a masked value holding a quote would not match after.
