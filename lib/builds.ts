@@ -6,6 +6,7 @@ import { isConflict, ResponseError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import { buildRef } from './names.js';
 import {
+  copyJson,
   createMergePatch,
   jsonPatchWithResourceVersion,
   withResourceVersion,
@@ -144,7 +145,7 @@ export async function updateBuildStatus(
   let current = options.base ?? (await getBuild(transport, ref, options));
   for (let attempt = 1; ; attempt++) {
     // Only the status is copied (it is all that is written); spec is shared and read-only.
-    const draft: Build = { ...current, metadata: { ...current.metadata }, status: structuredClone(current.status ?? {}) };
+    const draft: Build = { ...current, metadata: { ...current.metadata }, status: copyJson(current.status ?? {}) };
     mutate(draft);
     const diff = createMergePatch(current.status ?? {}, draft.status ?? {});
     if (diff === undefined) return current;

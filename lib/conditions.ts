@@ -2,6 +2,7 @@
  * Condition and phase rules (pure). The vocabulary (status values and phase names) lives in one
  * object so a CRD that spells them differently can pass its own.
  */
+import { InvalidNameError } from './errors.js';
 import type { BuildCondition, BuildPhase, BuildStatus, ConditionStatus } from './types.js';
 
 export const ConditionStatuses = Object.freeze({
@@ -101,4 +102,38 @@ export function applyCondition(
   setCondition(status, condition, now);
   status.phase = derivePhase(status.conditions, vocabulary);
   return status;
+}
+
+/** `metav1.Condition`'s limit on a condition type. */
+export const MAX_CONDITION_TYPE_LENGTH = 316;
+
+/**
+ * Characters a condition type may not hold: controls (a newline would forge log lines), format
+ * characters (a bidi override would disguise one), line and paragraph separators, surrogates and
+ * private-use characters.
+ */
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Zl}\p{Zp}]/u;
+const UNPRINTABLE_ALL = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Zl}\p{Zp}]/gu;
+
+/** Why `type` cannot be a condition type, or undefined when it can. */
+export function conditionTypeProblem(type: unknown): string | undefined {
+  if (typeof type !== 'string' || type.trim() === '') return 'must not be empty';
+  const length = [...type].length;
+  if (length > MAX_CONDITION_TYPE_LENGTH) return `must be no more than ${MAX_CONDITION_TYPE_LENGTH} characters (got ${length})`;
+  const bad = UNPRINTABLE.exec(type);
+  if (bad) return `must be printable: it holds U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')} at character ${[...type.slice(0, bad.index)].length + 1}`;
+  return undefined;
+}
+
+/** A short form of untrusted text safe to print on one line: quoted, every unprintable escaped, cut. */
+function shownType(type: string): string {
+  const cut = [...type].length > 64 ? `${[...type].slice(0, 61).join('')}...` : type;
+  return JSON.stringify(cut).replace(UNPRINTABLE_ALL, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
+}
+
+/** Returns `type` when it can be a condition type, else throws `InvalidNameError` saying why. */
+export function validateConditionType(type: string, what = 'condition type'): string {
+  const problem = conditionTypeProblem(type);
+  if (problem) throw new InvalidNameError(`invalid ${what} ${typeof type === 'string' ? shownType(type) : String(type)}: ${problem}`);
+  return type;
 }

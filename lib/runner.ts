@@ -4,7 +4,7 @@
  * write, so N tasks cost 1 GET + N+1 status writes when nothing conflicts.
  */
 import type { CallOptions, UpdateOptions } from './builds.js';
-import { applyCondition, DEFAULT_VOCABULARY, getCondition, setCondition, type Vocabulary } from './conditions.js';
+import { applyCondition, DEFAULT_VOCABULARY, getCondition, setCondition, validateConditionType, type Vocabulary } from './conditions.js';
 import { AbortedError, TaskFailure } from './errors.js';
 import type { EventInput, EventOutcome } from './events.js';
 import { silentLogger, type Logger } from './log.js';
@@ -225,7 +225,9 @@ async function reportTaskFailure(run: RunContext, build: Build, task: Task, fail
     : `${task.type} failed after ${elapsed}: ${redact(failed.error.message)}`;
   run.log.error(`${progress} ${task.type} ${interrupted ? 'interrupted' : 'failed'} after ${elapsed}`, {
     reason: failed.reason,
-    error: failed.error.message,
+    // The summary only: the whole message (a step's stderr tail, shown live already) goes into
+    // the condition and the event.
+    error: failed.error instanceof TaskFailure ? failed.error.summary : failed.error.message,
   });
   const stored = await run.client.updateBuildStatus(run.ref, mark(task.type, run.vocabulary.error, run.now(), run.vocabulary, { reason: failed.reason, message }), {
     base: build,
@@ -250,6 +252,8 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
   if (tasks.some((task) => !task.type)) throw new TypeError('every task needs a condition type');
   const duplicate = duplicateTaskType(tasks.map((task) => task.type));
   if (duplicate !== undefined) throw new TypeError(`duplicate condition type ${JSON.stringify(duplicate)}: each task needs its own`);
+  // Before anything is sent: a type goes into the Build, the events and every log line.
+  for (const task of tasks) validateConditionType(task.type, 'task type');
 
   const controller = new AbortController();
   const forward = () => controller.abort(options.signal?.reason);
@@ -337,6 +341,7 @@ export async function monitorCondition<T>(
   const now = options.now ?? (() => new Date());
   const log = options.log ?? silentLogger;
   const signal = options.signal ?? new AbortController().signal;
+  validateConditionType(type);
   let build = await client.updateBuildStatus(ref, mark(type, vocabulary.inProgress, now(), vocabulary), {
     base: options.base ?? (await client.getBuild(ref)),
   });

@@ -5,7 +5,7 @@
  * timeout, and a results folder through which it hands back what it produced.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chown, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -40,6 +40,12 @@ export interface StepOptions {
   tailBytes?: number;
   /** Parent folder of the results folders (default the OS temp folder). */
   resultsParent?: string;
+  /**
+   * Run the step as this user (spot-run's `--step-user`), so it cannot read what only this
+   * process's user may: the service-account token. Needs root or CAP_SETUID/CAP_SETGID; the
+   * results folder is handed to that user.
+   */
+  user?: { uid: number; gid: number };
 }
 
 export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageMetadata: 'image-metadata' });
@@ -170,6 +176,7 @@ function trackGroup(pid: number | undefined): void {
 export async function runStep(spec: StepSpec, signal: AbortSignal, log: Logger, options: StepOptions = {}): Promise<TaskResult> {
   const resultsDir = await mkdtemp(join(options.resultsParent ?? tmpdir(), 'spot-results-'));
   try {
+    if (options.user) await chown(resultsDir, options.user.uid, options.user.gid);
     await execute(spec, resultsDir, signal, log, options);
     const status = await readResults(resultsDir, spec.type);
     return status ? { status } : {};
@@ -201,7 +208,7 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
   return new Promise<void>((resolve, reject) => {
     signal.throwIfAborted();
     // detached: its own process group, so a stop reaches the step's children too.
-    const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir) });
+    const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir), ...options.user });
     trackGroup(child.pid);
     sources.stdout = child.stdout;
     sources.stderr = child.stderr;
@@ -269,10 +276,13 @@ export interface StepExit {
 export function stepFailure(exit: StepExit): TaskFailure | AbortedError | undefined {
   if (exit.stopped === 'Aborted') return new AbortedError('step interrupted', undefined);
   const lastLines = exit.tail ? `; last stderr lines:\n${exit.tail}` : '';
-  if (exit.stopped === 'Timeout') return new TaskFailure('Timeout', `timed out after ${exit.timeoutSeconds}s and was stopped${lastLines}`);
+  if (exit.stopped === 'Timeout') {
+    const summary = `timed out after ${exit.timeoutSeconds}s and was stopped`;
+    return new TaskFailure('Timeout', `${summary}${lastLines}`, { summary });
+  }
   if (exit.code === 0) return undefined;
   const how = exit.code !== null ? `exit code ${exit.code}` : `killed by ${exit.signal}`;
-  return new TaskFailure('StepFailed', `${how}${lastLines}`);
+  return new TaskFailure('StepFailed', `${how}${lastLines}`, { summary: how });
 }
 
 /** A step as a runner task. */
