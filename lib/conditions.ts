@@ -3,6 +3,7 @@
  * object so a CRD that spells them differently can pass its own.
  */
 import { InvalidNameError } from './errors.js';
+import { shown, UNPRINTABLE } from './names.js';
 import type { BuildCondition, BuildPhase, BuildStatus, ConditionStatus } from './types.js';
 
 export const ConditionStatuses = Object.freeze({
@@ -108,14 +109,10 @@ export function applyCondition(
 export const MAX_CONDITION_TYPE_LENGTH = 316;
 
 /**
- * Characters a condition type may not hold: controls (a newline would forge log lines), format
- * characters (a bidi override would disguise one), line and paragraph separators, surrogates and
- * private-use characters.
+ * Why `type` cannot be a condition type, or undefined when it can: it goes into the Build, the
+ * events and every log line, so it must be printable (see `UNPRINTABLE`: a newline would forge a
+ * log line, a bidi override disguise one).
  */
-const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Zl}\p{Zp}]/u;
-const UNPRINTABLE_ALL = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Zl}\p{Zp}]/gu;
-
-/** Why `type` cannot be a condition type, or undefined when it can. */
 export function conditionTypeProblem(type: unknown): string | undefined {
   if (typeof type !== 'string' || type.trim() === '') return 'must not be empty';
   const length = [...type].length;
@@ -125,15 +122,9 @@ export function conditionTypeProblem(type: unknown): string | undefined {
   return undefined;
 }
 
-/** A short form of untrusted text safe to print on one line: quoted, every unprintable escaped, cut. */
-function shownType(type: string): string {
-  const cut = [...type].length > 64 ? `${[...type].slice(0, 61).join('')}...` : type;
-  return JSON.stringify(cut).replace(UNPRINTABLE_ALL, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
-}
-
 /** Returns `type` when it can be a condition type, else throws `InvalidNameError` saying why. */
 export function validateConditionType(type: string, what = 'condition type'): string {
   const problem = conditionTypeProblem(type);
-  if (problem) throw new InvalidNameError(`invalid ${what} ${typeof type === 'string' ? shownType(type) : String(type)}: ${problem}`);
+  if (problem) throw new InvalidNameError(`invalid ${what} ${typeof type === 'string' ? shown(type) : String(type)}: ${problem}`);
   return type;
 }

@@ -33,9 +33,22 @@ export function subdomainProblem(value: string): string | undefined {
   return undefined;
 }
 
-/** Short, printable form of untrusted input for an error message (never the whole 300 characters). */
-function shown(value: string): string {
-  return JSON.stringify(value.length > 64 ? `${value.slice(0, 61)}...` : value);
+/**
+ * Characters that must not reach a terminal or a log line raw: controls (a newline forges a line),
+ * format characters (a bidi override disguises one), line and paragraph separators, surrogates
+ * and private-use characters.
+ */
+export const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Zl}\p{Zp}]/u;
+const UNPRINTABLE_ALL = new RegExp(UNPRINTABLE.source, 'gu');
+
+/**
+ * Short, printable, one-line form of untrusted input for an error message: quoted, every
+ * unprintable character escaped, cut to `max` characters (never the whole 300 of a hostile value).
+ */
+export function shown(value: string, max = 64): string {
+  const chars = [...value];
+  const cut = chars.length > max ? `${chars.slice(0, max - 3).join('')}...` : value;
+  return JSON.stringify(cut).replace(UNPRINTABLE_ALL, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
 }
 
 export function validateNamespace(namespace: string, what = 'namespace'): string {

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import type { ConfigOptions } from '../../lib/config.js';
 import type { LogFormat, LogLevel } from '../../lib/log.js';
 import { conditionTypeProblem } from '../../lib/conditions.js';
-import { parseBuildReference, validateName } from '../../lib/names.js';
+import { parseBuildReference, shown, validateName } from '../../lib/names.js';
 import { duplicateTaskType } from '../../lib/runner.js';
 import { parseSteps, type StepSpec } from '../../lib/steps.js';
 import type { BuildRef } from '../../lib/types.js';
@@ -146,11 +146,6 @@ export function parseStepUser(value: string, ownUid: number | undefined): StepUs
   if (uid === 0 || gid === 0) throw usageError(`--step-user must not be root (0): steps would keep every privilege, got ${shown(value)}`);
   if (uid === ownUid) throw usageError(`--step-user must differ from spot-run's own user (${ownUid}), or steps could still read its token, got ${shown(value)}`);
   return { uid, gid };
-}
-
-/** Untrusted input in a message: quoted, escaped, cut. */
-function shown(value: string): string {
-  return JSON.stringify(value.length > 64 ? `${value.slice(0, 61)}...` : value);
 }
 
 /** Flag spellings parseArgs knows, to tell a flag from a value that starts with a dash. */
