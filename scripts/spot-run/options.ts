@@ -38,8 +38,8 @@ Options:
   --step-user UID[:GID]  run steps as this user (GID defaults to UID), so they cannot read the
                          pod's token; needs spot-run to run as root or with CAP_SETUID/CAP_SETGID,
                          and the token mounted unreadable by that user (defaultMode 0400)
-  -h, --help             show this help
-  -v, --version          print the version
+  --help, -h             show this help
+  --version, -v          print the version
 
 Environment:
   BUILD_REFERENCE        namespace/name of the Build (when --build is not given)
