@@ -256,10 +256,16 @@ export function isSpotError(err: unknown): err is SpotError {
 export function isApiError(err: unknown): err is ApiError {
   return apiStatus(err) !== undefined;
 }
-export const isNotFound = (err: unknown): boolean => apiStatus(err) === 404;
-export const isConflict = (err: unknown): boolean => apiStatus(err) === 409 && apiReason(err) !== 'AlreadyExists';
-export const isAlreadyExists = (err: unknown): boolean => apiReason(err) === 'AlreadyExists';
-export const isUnauthorized = (err: unknown): boolean => apiStatus(err) === 401;
-export const isForbidden = (err: unknown): boolean => apiStatus(err) === 403;
-export const isTooManyRequests = (err: unknown): boolean => apiStatus(err) === 429;
-export const isInvalid = (err: unknown): boolean => apiStatus(err) === 422;
+/*
+ * Type guards: in the true branch `err` is an `ApiError` with that status code, so `err.message`
+ * and `err.reason` compile under strict TypeScript. The code in the guarded type keeps the false
+ * branch an `ApiError` too (a plain `err is ApiError` would narrow it to `never`).
+ */
+export const isNotFound = (err: unknown): err is ApiError & { readonly statusCode: 404 } => apiStatus(err) === 404;
+export const isConflict = (err: unknown): err is ApiError & { readonly statusCode: 409 } =>
+  apiStatus(err) === 409 && apiReason(err) !== 'AlreadyExists';
+export const isAlreadyExists = (err: unknown): err is ApiError & { readonly reason: 'AlreadyExists' } => apiReason(err) === 'AlreadyExists';
+export const isUnauthorized = (err: unknown): err is ApiError & { readonly statusCode: 401 } => apiStatus(err) === 401;
+export const isForbidden = (err: unknown): err is ApiError & { readonly statusCode: 403 } => apiStatus(err) === 403;
+export const isTooManyRequests = (err: unknown): err is ApiError & { readonly statusCode: 429 } => apiStatus(err) === 429;
+export const isInvalid = (err: unknown): err is ApiError & { readonly statusCode: 422 } => apiStatus(err) === 422;

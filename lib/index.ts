@@ -23,6 +23,8 @@ export {
   derivePhase,
   applyCondition,
   formatTime,
+  validateConditionType,
+  MAX_CONDITION_TYPE_LENGTH,
   ConditionStatuses,
   Phases,
   DEFAULT_VOCABULARY,

@@ -113,7 +113,7 @@ describe('spot-run against the local API server and without one', () => {
   test('--build NAME reports on the Build of that name in the pod\'s namespace (the namespace file; POD_NAMESPACE wins)', async () => {
     server.createBuild({ namespace: 'team-a', name: 'by-name' });
     server.createBuild({ namespace: 'team-b', name: 'by-name' });
-    const fromFile = await spotRun(['--build', 'by-name', '--step', 'Build=true'], { env: server.env() });
+    const fromFile = await spotRun(['--build', 'by-name', '--step', 'Build=true'], { env: { ...server.env() } });
     assert.equal(fromFile.code, 0, context(fromFile));
     assert.match(fromFile.stderr, /Build team-a\/by-name/);
     assert.equal(server.getBuild('team-a', 'by-name')?.status?.phase, 'Done');

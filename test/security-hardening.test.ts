@@ -6,6 +6,8 @@
  * file holding a private key is refused, and steps can run as another user (--step-user).
  */
 import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -453,6 +455,22 @@ describe('--step-user: steps run as another user, out of reach of the token', { 
       await server?.stop();
     });
     const spotRun = (args: string[], options: CliOptions = {}): Promise<CliResult> => runCli(args, { entry: bundle, timeoutMs: 30_000, ...options });
+
+    test('without CAP_SETUID, CAP_SETGID and CAP_CHOWN (root with them dropped): exit 2 before anything is sent', { skip: existsSync('/usr/bin/setpriv') ? false : 'needs setpriv' }, async () => {
+      server.createBuild({ name: 'no-caps' });
+      const before = server.requests.length;
+      const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        execFile(
+          '/usr/bin/setpriv',
+          ['--bounding-set=-setuid,-setgid,-chown', process.execPath, bundle, '--step-user', String(NOBODY), '--step', 'Build=id -u'],
+          { env: { PATH: process.env.PATH, ...server.env(), BUILD_REFERENCE: 'default/no-caps' }, timeout: 30_000 },
+          (err, _stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
+        );
+      });
+      assert.equal(result.code, ExitCodes.Usage, result.stderr);
+      assert.match(result.stderr, /^spot-run: --step-user needs spot-run to run as root or with CAP_SETUID, CAP_SETGID and CAP_CHOWN \(it runs as user 0 without them\)/);
+      assert.equal(server.requests.length, before, 'nothing was sent');
+    });
 
     test('a token file the step user could read is refused (exit 2); mounted 0400, the steps run as that user', async () => {
       const tokenPath = join(server.serviceAccountDir, 'token');

@@ -36,8 +36,8 @@ Options:
   --api-timeout SECONDS  per-request timeout (default 30)
   --api-deadline SECONDS budget for one API call including retries (default 60)
   --step-user UID[:GID]  run steps as this user (GID defaults to UID), so they cannot read the
-                         pod's token; needs spot-run to run as root or with CAP_SETUID/CAP_SETGID,
-                         and the token mounted unreadable by that user (defaultMode 0400)
+                         pod's token; needs root or CAP_SETUID, CAP_SETGID and CAP_CHOWN, and
+                         the token mounted unreadable by that user (defaultMode 0400)
   --help, -h             show this help
   --version, -v          print the version
 
@@ -279,12 +279,15 @@ async function readTasksFile(file: string): Promise<StepSpec[]> {
   return steps;
 }
 
-/** CAP_SETGID (6) and CAP_SETUID (7) in the effective set, from /proc (Linux); undefined when it cannot be told. */
+/**
+ * Whether this process can start a step as another user: CAP_CHOWN (0, the results folder),
+ * CAP_SETGID (6) and CAP_SETUID (7) in its effective set, read from /proc (Linux; root with
+ * dropped capabilities has none of them). Undefined when it cannot be told.
+ */
 async function canSwitchUser(): Promise<boolean | undefined> {
-  if (process.getuid?.() === 0) return true;
   try {
     const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(await readFile('/proc/self/status', 'utf8'))?.[1];
-    return hex === undefined ? undefined : (BigInt(`0x${hex}`) & 0xc0n) === 0xc0n;
+    return hex === undefined ? undefined : (BigInt(`0x${hex}`) & 0xc1n) === 0xc1n;
   } catch {
     return undefined;
   }
@@ -298,7 +301,7 @@ export async function planRun(options: Options): Promise<Plan> {
   const duplicate = duplicateTaskType(steps.map((s) => s.type));
   if (duplicate !== undefined) throw usageError(`duplicate step type ${JSON.stringify(duplicate)}: each step is its own condition and needs its own type`);
   if (options.stepUser && (await canSwitchUser()) === false) {
-    throw usageError(`--step-user needs spot-run to run as root or with CAP_SETUID and CAP_SETGID (it runs as user ${process.getuid?.()})`);
+    throw usageError(`--step-user needs spot-run to run as root or with CAP_SETUID, CAP_SETGID and CAP_CHOWN (it runs as user ${process.getuid?.()} without them)`);
   }
   return { ...rest, steps };
 }
