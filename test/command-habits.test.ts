@@ -10,30 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startApiServer, type ApiServer } from '../scripts/apiserver/server.js';
-import { CommandFailure, ExitCodes } from '../scripts/spot-run/exit-codes.js';
-import { parseOptions, type Options } from '../scripts/spot-run/options.js';
+import { ExitCodes } from '../scripts/spot-run/exit-codes.js';
+import { parseOptions } from '../scripts/spot-run/options.js';
+import { ENV, options, usage } from './support/options.js';
 import { bundleSpotRun, runCli, type CliOptions, type CliResult } from './support/cli.js';
-
-const ENV = { BUILD_REFERENCE: 'default/b1' };
-
-/** The usage error `fn` throws (exit 2), without the pointer to --help. */
-function usage(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof CommandFailure, `not a CommandFailure: ${String(err)}`);
-    assert.equal(err.exitCode, ExitCodes.Usage);
-    assert.ok(err.message.endsWith(' (see spot-run --help)'), err.message);
-    return err.message.slice(0, -' (see spot-run --help)'.length);
-  }
-  assert.fail('no usage error');
-}
-
-function options(argv: string[], env: Record<string, string | undefined> = ENV): Options {
-  const command = parseOptions(argv, env);
-  assert.equal(command.action, 'run');
-  return (command as { options: Options }).options;
-}
 
 describe('flags as a person types them', () => {
   test('-h and -v are --help and --version', () => {

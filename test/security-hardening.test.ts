@@ -78,65 +78,53 @@ function memoryClient(ref: BuildRef, status: Build['status'] = {}): BuildClient 
   return state as unknown as BuildClient & { calls: string[]; events: string[]; build: Build };
 }
 
+/** The ApiError of a GET of the Build answered with `reply`, by a client holding LONG_TOKEN. */
+async function errorOfAnswer(reply: Exchange['reply']): Promise<ApiError> {
+  let caught: Error | undefined;
+  await withFixture(
+    [{ request: { method: 'GET', path: BUILD_PATH }, reply }],
+    async (client) => {
+      caught = await rejection(() => client.getBuild(REF));
+    },
+    { config: { tokenSource: new StaticTokenSource(LONG_TOKEN) } },
+  );
+  assert.ok(caught instanceof ApiError, String(caught));
+  return caught;
+}
+
 describe('redaction: a token the server echoes survives in no field of the error', () => {
   test('a text body echoing the token: redacted whole before the snippet is cut (message, bodySnippet, the Warning event)', async () => {
-    const exchanges: Exchange[] = [
-      {
-        request: { method: 'GET', path: BUILD_PATH },
-        reply: { status: 403, body: `forbidden: the webhook authenticator refused bearer ${LONG_TOKEN} for this request` },
-      },
-    ];
-    await withFixture(
-      exchanges,
-      async (client) => {
-        const err = await rejection(() => client.getBuild(REF));
-        assert.ok(err instanceof ApiError, String(err));
-        assertNoPieceOf(LONG_TOKEN, err.message, 'the message');
-        assertNoPieceOf(LONG_TOKEN, err.bodySnippet ?? '', 'bodySnippet');
-        assert.match(err.message, /forbidden: the webhook authenticator refused bearer \[REDACTED\]/);
-        // The fatal path turns the error into a condition message and a Warning event.
-        const fake = memoryClient(REF, { conditions: [{ type: 'Build', status: 'In Progress' }] });
-        await reportFatalError(fake, REF, err);
-        assert.equal(fake.events.length, 1);
-        assertNoPieceOf(LONG_TOKEN, fake.events[0]!, 'the Warning event');
-        assertNoPieceOf(LONG_TOKEN, JSON.stringify(fake.build.status), 'the condition');
-      },
-      { config: { tokenSource: new StaticTokenSource(LONG_TOKEN) } },
-    );
+    const err = await errorOfAnswer({ status: 403, body: `forbidden: the webhook authenticator refused bearer ${LONG_TOKEN} for this request` });
+    assertNoPieceOf(LONG_TOKEN, err.message, 'the message');
+    assertNoPieceOf(LONG_TOKEN, err.bodySnippet ?? '', 'bodySnippet');
+    assert.match(err.message, /forbidden: the webhook authenticator refused bearer \[REDACTED\]/);
+    // The fatal path turns the error into a condition message and a Warning event.
+    const fake = memoryClient(REF, { conditions: [{ type: 'Build', status: 'In Progress' }] });
+    await reportFatalError(fake, REF, err);
+    assert.equal(fake.events.length, 1);
+    assertNoPieceOf(LONG_TOKEN, fake.events[0]!, 'the Warning event');
+    assertNoPieceOf(LONG_TOKEN, JSON.stringify(fake.build.status), 'the condition');
   });
 
   test('a Status answer: reason, message and every details field are redacted', async () => {
-    const exchanges: Exchange[] = [
-      {
-        request: { method: 'GET', path: BUILD_PATH },
-        reply: {
-          status: 422,
-          body: {
-            kind: 'Status',
-            apiVersion: 'v1',
-            status: 'Failure',
-            reason: `Bad${LONG_TOKEN}`,
-            message: `token ${LONG_TOKEN} refused`,
-            code: 422,
-            details: { name: LONG_TOKEN, kind: LONG_TOKEN, causes: [{ reason: LONG_TOKEN, field: LONG_TOKEN, message: LONG_TOKEN }] },
-          },
-        },
+    const err = await errorOfAnswer({
+      status: 422,
+      body: {
+        kind: 'Status',
+        apiVersion: 'v1',
+        status: 'Failure',
+        reason: `Bad${LONG_TOKEN}`,
+        message: `token ${LONG_TOKEN} refused`,
+        code: 422,
+        details: { name: LONG_TOKEN, kind: LONG_TOKEN, causes: [{ reason: LONG_TOKEN, field: LONG_TOKEN, message: LONG_TOKEN }] },
       },
-    ];
-    await withFixture(
-      exchanges,
-      async (client) => {
-        const err = await rejection(() => client.getBuild(REF));
-        assert.ok(err instanceof ApiError, String(err));
-        assertNoPieceOf(LONG_TOKEN, err.message, 'the message');
-        assertNoPieceOf(LONG_TOKEN, err.reason, 'reason');
-        assertNoPieceOf(LONG_TOKEN, err.serverMessage, 'serverMessage');
-        assertNoPieceOf(LONG_TOKEN, JSON.stringify(err.details), 'details');
-        assert.equal(err.reason, 'Bad[REDACTED]');
-        assert.equal(err.statusCode, 422);
-      },
-      { config: { tokenSource: new StaticTokenSource(LONG_TOKEN) } },
-    );
+    });
+    assertNoPieceOf(LONG_TOKEN, err.message, 'the message');
+    assertNoPieceOf(LONG_TOKEN, err.reason, 'reason');
+    assertNoPieceOf(LONG_TOKEN, err.serverMessage, 'serverMessage');
+    assertNoPieceOf(LONG_TOKEN, JSON.stringify(err.details), 'details');
+    assert.equal(err.reason, 'Bad[REDACTED]');
+    assert.equal(err.statusCode, 422);
   });
 });
 

@@ -13,27 +13,7 @@ import type { RunOutcome } from '../lib/runner.js';
 import type { Build } from '../lib/types.js';
 import { classifyReportFailure, CommandFailure, ExitCodes, outcomeExitCode } from '../scripts/spot-run/exit-codes.js';
 import { parseOptions, parseStepFlag, planRun, type Options } from '../scripts/spot-run/options.js';
-
-const ENV = { BUILD_REFERENCE: 'default/b1' };
-
-/** The usage error `fn` throws: exit 2, its message ending with the pointer to --help. */
-function usage(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof CommandFailure, `not a CommandFailure: ${String(err)}`);
-    assert.equal(err.exitCode, ExitCodes.Usage);
-    assert.ok(err.message.endsWith(' (see spot-run --help)'), err.message);
-    return err.message.slice(0, -' (see spot-run --help)'.length);
-  }
-  assert.fail('no usage error');
-}
-
-function options(argv: string[], env: Record<string, string | undefined> = ENV): Options {
-  const command = parseOptions(argv, env);
-  assert.equal(command.action, 'run');
-  return (command as { options: Options }).options;
-}
+import { ENV, options, usage } from './support/options.js';
 
 describe('parseOptions', () => {
   test('--help and --version win over everything else, even a missing Build', () => {

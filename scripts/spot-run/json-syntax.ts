@@ -27,6 +27,12 @@ export function findJsonSyntaxFault(text: string): JsonSyntaxFault | undefined {
   };
   /** After a complete value: what the container (if any) allows next. */
   const afterValue = (): Expect => (stack.length === 0 ? 'end' : 'comma-or-close');
+  /** Consumes the closing bracket of the innermost container. */
+  const close = (): void => {
+    i++;
+    stack.pop();
+    expect = afterValue();
+  };
 
   while (true) {
     while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
@@ -42,23 +48,18 @@ export function findJsonSyntaxFault(text: string): JsonSyntaxFault | undefined {
         expect = 'value';
         continue;
       case 'comma-or-close': {
-        const close = stack[stack.length - 1]!;
+        const closing = stack[stack.length - 1]!;
         if (c === ',') {
           i++;
-          expect = close === '}' ? 'key' : 'value';
-        } else if (c === close) {
-          i++;
-          stack.pop();
-          expect = afterValue();
-        } else return fault(i, `expected "," or "${close}"`);
+          expect = closing === '}' ? 'key' : 'value';
+        } else if (c === closing) close();
+        else return fault(i, `expected "," or "${closing}"`);
         continue;
       }
       case 'key':
       case 'key-or-close':
         if (c === '}' && expect === 'key-or-close') {
-          i++;
-          stack.pop();
-          expect = afterValue();
+          close();
           continue;
         }
         if (c !== '"') return fault(i, expect === 'key' ? 'expected a quoted key after ","' : 'expected a quoted key or "}"');
@@ -72,9 +73,7 @@ export function findJsonSyntaxFault(text: string): JsonSyntaxFault | undefined {
       case 'value':
       case 'value-or-close':
         if (c === ']' && expect === 'value-or-close') {
-          i++;
-          stack.pop();
-          expect = afterValue();
+          close();
           continue;
         }
         if (c === '{' || c === '[') {
