@@ -1,6 +1,6 @@
 /**
  * The local API server (scripts/apiserver/server.ts) against the kube-apiserver behaviour it stands
- * in for (/work/shared/reference/kubernetes-api.md), through a real HTTPS client (undici), plus
+ * in for (shared/reference/kubernetes-api.md), through a real HTTPS client (undici), plus
  * the pure merge/JSON patch functions. One server per describe block keeps the file fast.
  */
 import * as assert from 'node:assert/strict';
