@@ -1609,3 +1609,73 @@ describe('durations and selectors', () => {
     assert.throws(() => labelSelector('app=web=x'), /unable to parse requirement/);
   });
 });
+
+// =============================================================================================
+// `npm run apiserver` under real signals
+
+describe('npm run apiserver', { timeout: 60_000 }, () => {
+  const root = new URL('..', import.meta.url).pathname;
+
+  interface Running {
+    child: ReturnType<typeof spawn>;
+    exports: Record<string, string>;
+    stderr(): string;
+    exited: Promise<number | null>;
+  }
+
+  /** Starts `npm run -s apiserver -- ARGS` and waits for its exports (KUBECONFIG is the last). */
+  async function start(args: string[], detached = false): Promise<Running> {
+    const child = spawn('npm', ['run', '-s', 'apiserver', '--', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await waitFor(() => stdout.includes('export KUBECONFIG=') || child.exitCode !== null, 30_000);
+    const exports = Object.fromEntries([...stdout.matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1] ?? '', m[2] ?? '']));
+    return { child, exports, stderr: () => stderr, exited };
+  }
+
+  /** The server's temp dir: the folder holding the kubeconfig. */
+  const dirOf = (running: Running) => join(running.exports.KUBECONFIG ?? '', '..');
+
+  test('SIGTERM to the npm process stops the server and removes its temp dir, token, CA and kubeconfig', async () => {
+    const running = await start([]);
+    const dir = dirOf(running);
+    assert.equal(running.exports.BUILD_REFERENCE, 'default/sample-build');
+    assert.equal(running.exports.SPOT_SERVICEACCOUNT_DIR, join(dir, 'serviceaccount'));
+    const kubeconfig = await readFile(running.exports.KUBECONFIG ?? '', 'utf8');
+    assert.match(kubeconfig, new RegExp(`server: https://127\\.0\\.0\\.1:${running.exports.KUBERNETES_SERVICE_PORT}\\n`));
+    assert.match(kubeconfig, /certificate-authority-data: \S+\n/);
+    assert.match(kubeconfig, /token: test-token-admin-[0-9a-f]{32}\n/);
+    assert.deepEqual((await readdir(join(dir, 'serviceaccount'))).sort(), ['ca.crt', 'namespace', 'token']);
+    running.child.kill('SIGTERM'); // npm's pid: npm forwards the signal to the script, which is node itself (exec)
+    await running.exited;
+    await waitFor(() => !existsSync(dir), 5_000);
+    assert.match(running.stderr(), /# stopping \(SIGTERM\)/);
+  });
+
+  test('Ctrl-C (SIGINT to the whole process group) with --crd spot: the Spot sample, then a clean stop', async () => {
+    const running = await start(['--crd', 'spot'], true);
+    const dir = dirOf(running);
+    assert.deepEqual([running.exports.BUILD_REFERENCE, existsSync(dir)], ['workspace-a/sample-build', true]);
+    assert.equal((await readFile(join(dir, 'serviceaccount', 'namespace'), 'utf8')), 'spot-system', 'the builder pod runs in spot-system');
+    process.kill(-(running.child.pid ?? 0), 'SIGINT');
+    assert.equal(await running.exited, 0);
+    await waitFor(() => !existsSync(dir), 5_000);
+  });
+
+  test('npm killed outright (SIGKILL): the orphaned server notices and still removes its temp dir', async () => {
+    const running = await start([]);
+    const dir = dirOf(running);
+    running.child.kill('SIGKILL');
+    await waitFor(() => !existsSync(dir), 5_000);
+  });
+
+  test('a --crd that is neither a name nor a readable CRD is a usage error (exit 2), one line, nothing started', async () => {
+    const running = await start(['--crd', 'nope']);
+    assert.equal(await running.exited, 2);
+    assert.deepEqual(running.exports, {});
+    assert.match(running.stderr(), /^apiserver: --crd nope: ENOENT: no such file or directory, open 'nope' \(see --help\)\n$/);
+  });
+});
