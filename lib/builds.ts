@@ -97,7 +97,12 @@ export async function replaceBuildStatus(transport: Transport, build: Build, opt
   const resource = options.resource ?? DEFAULT_RESOURCE;
   const path = buildPath(ref, 'status', resource);
   // apiVersion and kind as read: with a resource given without its kind, the answer said which.
-  const body = { apiVersion: build.apiVersion, kind: build.kind, metadata: build.metadata, status: build.status ?? {} };
+  const body = {
+    apiVersion: build.apiVersion ?? apiVersionOf(resource),
+    kind: build.kind ?? resource.kind,
+    metadata: build.metadata,
+    status: build.status ?? {},
+  };
   const answer = await transport.request({ method: 'PUT', path, body, idempotent: true, signal: options.signal });
   return asBuild(answer, ref, { method: 'PUT', path }, resource);
 }

@@ -82,6 +82,9 @@ function setValueAt(value: JsonObject, path: FieldPath, leaf: unknown): void {
   node[path[path.length - 1]!] = leaf;
 }
 
+/** How many Builds' dropped values a client keeps (a build pod writes one). */
+const MAX_REMEMBERED_BUILDS = 1024;
+
 /** A Build's own dropped values: the whole fields (not those under a list), as last written by us. */
 interface Remembered {
   uid: string | undefined;
@@ -139,6 +142,9 @@ export class StatusPruning {
         for (const path of fresh) this.#dropped.set(path.join('\u0000'), path);
         if (fresh.length > 0) this.#announce(fresh);
         const whole = [...this.#dropped.values()].filter((path) => !path.includes('*'));
+        // Most recently written last, so the oldest goes first when a long-lived client writes many Builds.
+        this.#remembered.delete(key);
+        if (this.#remembered.size >= MAX_REMEMBERED_BUILDS) this.#remembered.delete(this.#remembered.keys().next().value as string);
         this.#remembered.set(key, {
           uid: stored.metadata.uid,
           values: whole.flatMap((path): Array<[FieldPath, unknown]> => {

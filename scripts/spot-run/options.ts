@@ -20,6 +20,8 @@ export const HELP = `Usage: spot-run [options]
 
 Runs a Build's steps one after another inside its build pod. Each step is a condition on the
 Build (In Progress, then Success or Error); the phase (Running, Done, Errored) and events follow.
+On the published Spot CRD the phase is status.stage and, conditions not being stored, each step's
+start and end are events.
 
 Options:
   --build NS/NAME        the Build to report on (default: env BUILD_REFERENCE)
