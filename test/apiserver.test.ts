@@ -1361,7 +1361,7 @@ describe('watch', { timeout: SUITE_TIMEOUT_MS }, () => {
 
 describe('deploy/spot-crd.yaml: the published shape, pruned and validated by its schema', { timeout: SUITE_TIMEOUT_MS }, () => {
   const context = useServer({ crd: 'spot' });
-  const operatorStatus = { stage: 'Running', pod: { name: 'sample-build-x7k2p', namespace: 'spot-system' } };
+  const operatorStatus = { stage: 'Running' as const, pod: { name: 'sample-build-x7k2p', namespace: 'spot-system' } };
   before(() => context.server.addIdentity(ADMIN_TOKEN, { user: 'system:admin', rules: [{ verbs: '*', resources: '*' }] }));
 
   test('unknown status fields are dropped at every level, answered 200, with one Warning header per field', async () => {

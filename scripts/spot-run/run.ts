@@ -29,7 +29,13 @@ export async function run(plan: Plan): Promise<number> {
     if (isSpotError(err)) throw new CommandFailure(ExitCodes.Usage, err.message);
     throw err;
   }
-  const client = clientFromConfig(config, { logger: log, timeoutMs: plan.timeoutMs, retry: { deadlineMs: plan.deadlineMs } });
+  const client = clientFromConfig(config, {
+    logger: log,
+    timeoutMs: plan.timeoutMs,
+    retry: { deadlineMs: plan.deadlineMs },
+    ...(plan.phaseField ? { phaseField: plan.phaseField } : {}),
+    ...(plan.resource ? { resource: plan.resource } : {}),
+  });
   // In JSON mode a step's output lines are log objects too, so a log pipeline sees one format.
   const formatLine =
     plan.format === 'json'
