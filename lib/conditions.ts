@@ -1,6 +1,7 @@
 /**
  * Condition and phase rules (pure). The vocabulary (status values and phase names) lives in one
- * object so a CRD that spells them differently can pass its own.
+ * object so a CRD that spells them differently can pass its own; the field the phase is kept in
+ * (`phase`, or `stage` in the published Spot CRD) is a `PhaseField`.
  */
 import { InvalidNameError } from './errors.js';
 import { shown, UNPRINTABLE } from './names.js';
@@ -41,6 +42,23 @@ export const DEFAULT_VOCABULARY: Readonly<Vocabulary> = Object.freeze({
   done: Phases.Done,
   errored: Phases.Errored,
 });
+
+/**
+ * Where a Build keeps its phase: `phase` in the newer CRD shape, `stage` in the published Spot CRD
+ * (whose schema drops a `phase`, so writing the wrong one leaves the operator waiting forever).
+ */
+export type PhaseField = 'phase' | 'stage';
+export const PHASE_FIELDS: readonly PhaseField[] = Object.freeze(['phase', 'stage'] as const);
+
+/**
+ * The field `status` keeps its phase in: `stage` when it has a `stage` and no `phase`, else
+ * `phase`. A Build with no status at all gets `phase`: the Spot operator writes `stage: Running`
+ * before the build pod starts, so a Build of the published shape arrives with its `stage` set;
+ * anything else needs the field given explicitly.
+ */
+export function phaseFieldOf(status: BuildStatus | undefined): PhaseField {
+  return status?.stage !== undefined && status.phase === undefined ? 'stage' : 'phase';
+}
 
 /** RFC 3339 at second precision, as `metav1.Time` serialises. */
 export function formatTime(date: Date): string {
@@ -93,15 +111,16 @@ export function derivePhase(
   return vocabulary.running as BuildPhase;
 }
 
-/** `setCondition`, then the phase derived from the result. */
+/** `setCondition`, then the phase derived from the result, kept in `field` (default `phase`). */
 export function applyCondition(
   status: BuildStatus,
   condition: BuildCondition,
   now: Date = new Date(),
   vocabulary: Vocabulary = DEFAULT_VOCABULARY,
+  field: PhaseField = 'phase',
 ): BuildStatus {
   setCondition(status, condition, now);
-  status.phase = derivePhase(status.conditions, vocabulary);
+  status[field] = derivePhase(status.conditions, vocabulary);
   return status;
 }
 

@@ -85,6 +85,18 @@ export function parseBuildReference(reference: string): BuildRef {
   return buildRef(parts[0]!, parts[1]!);
 }
 
+/**
+ * A reference from `BUILD_REFERENCE` already split on `/`, as the Go package's `GetBuild` takes it:
+ * exactly 2 parts (namespace, name), each a valid name. The wrong count is refused with the Go
+ * builder's wording, naming the value.
+ */
+export function buildRefFromParts(parts: readonly string[]): BuildRef {
+  if (parts.length !== 2) {
+    throw new InvalidNameError(`BUILD_REFERENCE is expected to have 2 components, had ${parts.length}: ${shown(parts.join('/'))}`);
+  }
+  return buildRef(parts[0]!, parts[1]!);
+}
+
 /** `namespace/name`, the inverse of `parseBuildReference`. */
 export function formatBuildReference(ref: BuildRef): string {
   return `${ref.namespace}/${ref.name}`;

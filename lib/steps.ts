@@ -48,7 +48,26 @@ export interface StepOptions {
   user?: { uid: number; gid: number };
 }
 
-export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageMetadata: 'image-metadata' });
+export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageDigest: 'image-digest', imageMetadata: 'image-metadata' });
+
+/** An OCI content digest, `algorithm:encoded` (image-spec descriptor.md). */
+const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+/** A reference pinned by digest, `...@sha256:<64 hex>`, as registries and `docker push` print it. */
+const PINNED_SHA256 = /@(sha256:[0-9a-f]{64})$/;
+
+/**
+ * The image digest a step reported: its `image-digest` file (trimmed) when it wrote one, else the
+ * digest an `image-url` pinned by `@sha256:<64 hex>` ends with, else undefined. Throws a
+ * `TaskFailure` when the file holds something that is not a digest.
+ */
+export function imageDigest(url: string | undefined, digestFile: string | undefined, type: string): string | undefined {
+  const given = digestFile?.trim();
+  if (given) {
+    if (!DIGEST.test(given)) throw new TaskFailure('InvalidResult', `${type} wrote ${RESULT_FILES.imageDigest}, which must be a digest such as sha256:<64 hex>`);
+    return given;
+  }
+  return url?.trim().match(PINNED_SHA256)?.[1];
+}
 
 /**
  * The last lines of a stream, bounded in lines and bytes whatever the stream's size. It goes into
@@ -126,10 +145,12 @@ function stepEnv(spec: StepSpec, resultsDir: string): NodeJS.ProcessEnv {
 
 async function readResults(dir: string, type: string): Promise<Partial<BuildStatus> | undefined> {
   const read = (name: string) => readFile(join(dir, name), 'utf8').catch(() => undefined);
-  const [url, metadata] = await Promise.all([read(RESULT_FILES.imageUrl), read(RESULT_FILES.imageMetadata)]);
-  if (url === undefined && metadata === undefined) return undefined;
+  const [url, digestFile, metadata] = await Promise.all([read(RESULT_FILES.imageUrl), read(RESULT_FILES.imageDigest), read(RESULT_FILES.imageMetadata)]);
+  if (url === undefined && digestFile === undefined && metadata === undefined) return undefined;
   const image: NonNullable<BuildStatus['image']> = {};
   if (url !== undefined && url.trim() !== '') image.url = url.trim();
+  const digest = imageDigest(url, digestFile, type);
+  if (digest !== undefined) image.digest = digest;
   if (metadata !== undefined && metadata.trim() !== '') {
     let parsed: unknown;
     try {

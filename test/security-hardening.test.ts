@@ -283,6 +283,14 @@ describe('hostile answers: nesting', () => {
   });
 });
 
+/** Options of a run whose steps all come from the --tasks file `file`. */
+function tasksOnly(file: string): Options {
+  return {
+    ref: buildRef('default', 'b1'), tasksFile: file, stepFlags: [], connection: {}, phaseField: undefined, resource: undefined,
+    format: 'text', level: 'info', graceMs: 1, timeoutMs: 1, deadlineMs: 1, stepUser: undefined,
+  };
+}
+
 describe('--tasks parse errors say where and why, never what', () => {
   const SECRET_VALUE = 'hunter2-very-secret-value';
   const broken: Array<[string, string, number, number, RegExp]> = [
@@ -297,11 +305,7 @@ describe('--tasks parse errors say where and why, never what', () => {
       assert.throws(() => JSON.parse(text), 'the probe must be invalid JSON');
       const file = join(scratch, `tasks-${name.replace(/\W/g, '-')}.json`);
       await writeFile(file, text);
-      const options: Options = {
-        ref: buildRef('default', 'b1'), tasksFile: file, stepFlags: [], connection: {}, format: 'text', level: 'info',
-        graceMs: 1, timeoutMs: 1, deadlineMs: 1, stepUser: undefined,
-      };
-      const err = await rejection(() => planRun(options));
+      const err = await rejection(() => planRun(tasksOnly(file)));
       assert.ok(err instanceof CommandFailure && err.exitCode === ExitCodes.Usage, String(err));
       assert.ok(!err.message.includes('hunter2'), err.message);
       assert.ok(err.message.startsWith(`--tasks file ${file} is not valid JSON: line ${line}, column ${column}: `), err.message);
@@ -356,9 +360,7 @@ describe('condition types are validated: printable, no control characters, at mo
       // --tasks
       const file = join(scratch, `tasks-type-${type.length}-${type.charCodeAt(5)}.json`);
       await writeFile(file, JSON.stringify([{ type, command: 'true' }]));
-      const err = await rejection(() =>
-        planRun({ ref: buildRef('default', 'b1'), tasksFile: file, stepFlags: [], connection: {}, format: 'text', level: 'info', graceMs: 1, timeoutMs: 1, deadlineMs: 1, stepUser: undefined }),
-      );
+      const err = await rejection(() => planRun(tasksOnly(file)));
       assert.ok(err instanceof CommandFailure && err.exitCode === ExitCodes.Usage, String(err));
       assert.match(err.message, problem);
       // The library: a typed error before anything is sent.

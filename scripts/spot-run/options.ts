@@ -6,10 +6,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { PHASE_FIELDS, type PhaseField } from '../../lib/conditions.js';
 import type { ConfigOptions } from '../../lib/config.js';
 import type { LogFormat, LogLevel } from '../../lib/log.js';
 import { conditionTypeProblem } from '../../lib/conditions.js';
 import { parseBuildReference, shown, validateName } from '../../lib/names.js';
+import { parseResource, type BuildResource } from '../../lib/resource.js';
 import { duplicateTaskType } from '../../lib/runner.js';
 import { parseSteps, type StepSpec } from '../../lib/steps.js';
 import type { BuildRef } from '../../lib/types.js';
@@ -20,6 +22,8 @@ export const HELP = `Usage: spot-run [options]
 
 Runs a Build's steps one after another inside its build pod. Each step is a condition on the
 Build (In Progress, then Success or Error); the phase (Running, Done, Errored) and events follow.
+On the published Spot CRD the phase is status.stage and, conditions not being stored, each step's
+start and end are events.
 
 Options:
   --build [NS/]NAME      the Build to report on (default: env BUILD_REFERENCE); without NS, the
@@ -30,6 +34,11 @@ Options:
   --server URL           out-of-cluster: the API server (http only to a loopback host)
   --token-file FILE      out-of-cluster: a bearer token file (re-read when it changes)
   --ca-file FILE         out-of-cluster: CA bundle to trust instead of the system roots
+  --phase-field FIELD    phase or stage: where the phase is written (default: stage when the Build
+                         has status.stage and no status.phase, as the published Spot CRD; else phase)
+  --resource PLURAL.VERSION.GROUP
+                         the Builds' custom resource (default builds.v1alpha1.spot.release.com);
+                         the kind is taken from the server's answer
   --log-format FORMAT    text (default) or json (one object per line)
   --log-level LEVEL      debug, info (default), warn or error
   --grace SECONDS        after SIGTERM/SIGINT, time to report before exiting anyway (default 10)
@@ -50,8 +59,9 @@ Environment:
                          token, ca.crt, namespace)
   POD_NAMESPACE          overrides the namespace file
   POD_NAME, HOSTNAME     reported as the events' reportingInstance
-  Steps get SPOT_RESULTS_DIR, a fresh folder: writing image-url (and image-metadata, a JSON object
-  of strings) there sets status.image in the same write that marks the step Success.
+  Steps get SPOT_RESULTS_DIR, a fresh folder: writing image-url, image-digest (sha256:...; else
+  taken from an image-url ending @sha256:<64 hex>) and image-metadata (a JSON object of strings)
+  there sets status.image in the same write that marks the step Success.
 
 Exit codes:
   0    all steps succeeded (phase Done)
@@ -70,6 +80,8 @@ export const OPTIONS = {
   server: { type: 'string' },
   'token-file': { type: 'string' },
   'ca-file': { type: 'string' },
+  'phase-field': { type: 'string' },
+  resource: { type: 'string' },
   'log-format': { type: 'string' },
   'log-level': { type: 'string' },
   grace: { type: 'string' },
@@ -101,6 +113,10 @@ export interface Options {
   stepFlags: StepSpec[];
   /** Where the API server is and how to authenticate: the in-cluster folder unless --server is given. */
   connection: Pick<ConfigOptions, 'server' | 'tokenFile' | 'caFile'>;
+  /** --phase-field; undefined: told from the Build as read. */
+  phaseField: PhaseField | undefined;
+  /** --resource; undefined: the default Build resource. */
+  resource: BuildResource | undefined;
   format: LogFormat;
   level: LogLevel;
   graceMs: number;
@@ -218,6 +234,19 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
   }
   const stepUser = values['step-user'] === undefined ? undefined : parseStepUser(values['step-user'], process.getuid?.());
 
+  const phaseField = values['phase-field'] as PhaseField | undefined;
+  if (phaseField !== undefined && !PHASE_FIELDS.includes(phaseField)) {
+    throw usageError(`--phase-field must be phase or stage, got ${shown(phaseField)}`);
+  }
+  let resource: BuildResource | undefined;
+  if (values.resource !== undefined) {
+    try {
+      resource = parseResource(values.resource);
+    } catch (err) {
+      throw usageError(`--resource: ${(err as Error).message}`);
+    }
+  }
+
   const ref = buildFlag(values.build, env.BUILD_REFERENCE);
   const connection: Options['connection'] = {
     ...(values.server !== undefined ? { server: values.server } : {}),
@@ -227,7 +256,7 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
   const stepFlags = (values.step ?? []).map(parseStepFlag);
   return {
     action: 'run',
-    options: { ref, tasksFile: values.tasks, stepFlags, connection, format, level, graceMs, timeoutMs, deadlineMs, stepUser },
+    options: { ref, tasksFile: values.tasks, stepFlags, connection, phaseField, resource, format, level, graceMs, timeoutMs, deadlineMs, stepUser },
   };
 }
 

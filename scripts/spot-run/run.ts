@@ -43,7 +43,13 @@ export async function run(plan: Plan): Promise<number> {
   }
   const ref = resolveRef(plan.ref, config.namespace);
   if (plan.stepUser && config.tokenSource instanceof FileTokenSource) await checkTokenHidden(config.tokenSource.path, plan.stepUser);
-  const client = clientFromConfig(config, { logger: log, timeoutMs: plan.timeoutMs, retry: { deadlineMs: plan.deadlineMs } });
+  const client = clientFromConfig(config, {
+    logger: log,
+    timeoutMs: plan.timeoutMs,
+    retry: { deadlineMs: plan.deadlineMs },
+    ...(plan.phaseField ? { phaseField: plan.phaseField } : {}),
+    ...(plan.resource ? { resource: plan.resource } : {}),
+  });
   // In JSON mode a step's output lines are log objects too, so a log pipeline sees one format.
   // The line is redacted before it is serialised (JSON would escape a secret's quote or backslash).
   const formatLine =
