@@ -4,15 +4,27 @@
  * write, so N tasks cost 1 GET + N+1 status writes when nothing conflicts.
  */
 import type { CallOptions, UpdateOptions } from './builds.js';
-import { applyCondition, DEFAULT_VOCABULARY, derivePhase, getCondition, setCondition, type Vocabulary } from './conditions.js';
+import {
+  applyCondition,
+  DEFAULT_VOCABULARY,
+  derivePhase,
+  getCondition,
+  phaseFieldOf,
+  setCondition,
+  validateConditionType,
+  type PhaseField,
+  type Vocabulary,
+} from './conditions.js';
 import { AbortedError, isAborted, TaskFailure } from './errors.js';
 import type { EventInput, EventOutcome } from './events.js';
 import { silentLogger, type Logger } from './log.js';
 import { MAX_CONDITION_MESSAGE_BYTES, sanitizeMessage } from './messages.js';
-import type { Build, BuildRef, BuildStatus, ConditionStatus } from './types.js';
+import type { Build, BuildPhase, BuildRef, BuildStatus, ConditionStatus } from './types.js';
 
 /** What the runner needs of a client: `SpotClient` is one; tests hand in a fake or a fixture-backed one. */
 export interface BuildClient {
+  /** The phase field the client was given; undefined (or absent): told from the Build as read. */
+  readonly phaseField?: PhaseField | undefined;
   getBuild(ref: BuildRef, options?: CallOptions): Promise<Build>;
   updateBuildStatus(ref: BuildRef, mutate: (build: Build) => void, options?: UpdateOptions): Promise<Build>;
   recordEvent(build: Build, event: EventInput, options?: CallOptions): Promise<EventOutcome>;
@@ -42,6 +54,9 @@ export interface Task {
 /** Reasons this runner writes into conditions and events. */
 export const Reasons = Object.freeze({
   Started: 'Started',
+  /** A task's start and success as events: only when the Build's CRD does not store conditions. */
+  TaskStarted: 'TaskStarted',
+  TaskSucceeded: 'TaskSucceeded',
   Succeeded: 'Succeeded',
   Completed: 'Completed',
   Failed: 'Failed',
@@ -99,6 +114,8 @@ export interface RunOptions {
   /** Record Normal/Warning events (default true). */
   events?: boolean;
   vocabulary?: Vocabulary;
+  /** Where the phase is written; default: the client's `phaseField`, else told from the Build as read (`phaseFieldOf`). */
+  phaseField?: PhaseField;
   now?: () => Date;
   /** Called when the grace period runs out (default `process.exit`). */
   exit?: (code: number) => void;
@@ -109,6 +126,20 @@ export interface RunOptions {
 export const DEFAULT_GRACE_MS = 10_000;
 
 type Mutation = (build: Build) => void;
+
+/** How statuses are spelled for one Build: the vocabulary and the field the phase goes in. */
+interface Rules {
+  vocabulary: Vocabulary;
+  phaseField: PhaseField;
+}
+
+/** The rules for a Build as read: the phase field given (option, then client), else the Build's own. */
+function rulesFor(build: Build | undefined, client: BuildClient, options: { vocabulary?: Vocabulary | undefined; phaseField?: PhaseField | undefined }): Rules {
+  return {
+    vocabulary: options.vocabulary ?? DEFAULT_VOCABULARY,
+    phaseField: options.phaseField ?? client.phaseField ?? phaseFieldOf(build?.status),
+  };
+}
 
 function errorOf(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
@@ -128,7 +159,7 @@ function mark(
   type: string,
   status: string,
   now: Date,
-  vocabulary: Vocabulary,
+  rules: Rules,
   extra: { reason?: string | undefined; message?: string | undefined; result?: Partial<BuildStatus> | undefined } = {},
   owned?: ReadonlySet<string>,
 ): Mutation {
@@ -138,9 +169,10 @@ function mark(
     if (extra.result) Object.assign(target, structuredClone(extra.result));
     applyCondition(
       target,
-      { ...getCondition(target, type, vocabulary), status: status as ConditionStatus, reason: extra.reason, message },
+      { ...getCondition(target, type, rules.vocabulary), status: status as ConditionStatus, reason: extra.reason, message },
       now,
-      vocabulary,
+      rules.vocabulary,
+      rules.phaseField,
       owned,
     );
   };
@@ -157,12 +189,13 @@ function combine(...mutations: Mutation[]): Mutation {
  * conditions are this run's: one a previous attempt left (an `Error` with its reason and message)
  * starts over as initialized. Conditions outside the plan are left as they are.
  */
-function startMutation(tasks: readonly Task[], at: Date, vocabulary: Vocabulary, owned: ReadonlySet<string>): Mutation {
+function startMutation(tasks: readonly Task[], at: Date, rules: Rules, owned: ReadonlySet<string>): Mutation {
+  const { vocabulary, phaseField } = rules;
   return combine(
-    mark(tasks[0]!.type, vocabulary.inProgress, at, vocabulary, {}, owned),
+    mark(tasks[0]!.type, vocabulary.inProgress, at, rules, {}, owned),
     ...tasks.slice(1).map((t): Mutation => (b) => void setCondition((b.status ??= {}), { type: t.type, status: vocabulary.initialized as ConditionStatus }, at)),
     // Derived again once the rest are reset: a previous attempt's Error must not make this run Errored.
-    (b) => void (b.status!.phase = derivePhase(b.status!.conditions, vocabulary, owned)),
+    (b) => void (b.status![phaseField] = derivePhase(b.status!.conditions, vocabulary, owned)),
   );
 }
 
@@ -246,6 +279,14 @@ export function duplicateTaskType(types: Iterable<string>): string | undefined {
 class Run {
   build: Build | undefined;
   task: string | undefined;
+  /** How this Build spells statuses and where its phase goes: known once it is read. */
+  rules!: Rules;
+  /**
+   * When the Build's CRD does not store conditions (the first write's answer shows it), each
+   * task's start and success are events too, owed until the write they describe is made.
+   */
+  taskEvents = false;
+  #owed: Array<[reason: string, message: string]> = [];
   #uid: string | undefined;
   #stoppedAt: number | undefined;
   #reportSignal: AbortSignal | undefined;
@@ -255,7 +296,7 @@ class Run {
     readonly client: BuildClient,
     readonly ref: BuildRef,
     readonly log: Logger,
-    readonly vocabulary: Vocabulary,
+    private readonly ruleOptions: { vocabulary?: Vocabulary | undefined; phaseField?: PhaseField | undefined },
     readonly now: () => Date,
     readonly signal: AbortSignal,
     readonly events: boolean,
@@ -295,19 +336,33 @@ class Run {
     this.#progress();
   }
 
+  get vocabulary(): Vocabulary {
+    return this.rules.vocabulary;
+  }
+
   async read(): Promise<Build> {
     this.build = await this.client.getBuild(this.ref, { signal: this.signal });
     // Every later write of the run is tied to this uid (client-go's Preconditions{UID}).
     this.#uid = this.build.metadata.uid;
+    this.rules = rulesFor(this.build, this.client, this.ruleOptions);
+    this.log.debug(`phase field: status.${this.rules.phaseField}`);
     this.#progress();
     return this.build;
   }
 
-  /** A status write, cut short by the stop unless `signal` says otherwise. */
+  /** A status write, cut short by the stop unless `signal` says otherwise; then the task events it owes. */
   async store(mutation: Mutation, signal: AbortSignal = this.signal): Promise<Build> {
     this.build = await this.client.updateBuildStatus(this.ref, mutation, { base: this.build, uid: this.#uid, signal });
     this.#progress();
+    const owed = this.#owed;
+    this.#owed = [];
+    for (const [reason, message] of owed) await this.emit('Normal', reason, message);
     return this.build;
+  }
+
+  /** A task event for the next write, when the CRD does not store conditions. */
+  owe(reason: string, message: string): void {
+    if (this.taskEvents) this.#owed.push([reason, message]);
   }
 
   /**
@@ -330,7 +385,7 @@ class Run {
   }
 
   mark(type: string, status: string, extra: Parameters<typeof mark>[4] = {}): Mutation {
-    return mark(type, status, this.now(), this.vocabulary, extra, this.owned);
+    return mark(type, status, this.now(), this.rules, extra, this.owned);
   }
 }
 
@@ -365,7 +420,9 @@ async function reportTaskFailure(run: Run, task: Task, failed: Failed, progress:
   );
   run.log.error(`${progress} ${task.type} ${interrupted ? 'interrupted' : 'failed'} after ${elapsed}`, {
     reason: failed.reason,
-    error: failed.error.message,
+    // The summary only: the whole message (a step's stderr tail, shown live already) goes into
+    // the condition and the event.
+    error: failed.error instanceof TaskFailure ? failed.error.summary : failed.error.message,
   });
   const reported = await reportEnd(run, `that ${task.type} ${interrupted ? 'was interrupted' : 'failed'}`, async () => {
     await run.report(run.mark(task.type, run.vocabulary.error, { reason: failed.reason, message }));
@@ -396,7 +453,7 @@ async function reportStopBetween(run: Run, finished: Mutation | undefined, next:
 
 async function execute(run: Run, tasks: readonly Task[]): Promise<RunOutcome> {
   const started = Date.now();
-  const { log, vocabulary } = run;
+  const { log } = run;
   try {
     await run.read();
   } catch (err) {
@@ -408,13 +465,15 @@ async function execute(run: Run, tasks: readonly Task[]): Promise<RunOutcome> {
   const total = tasks.length;
   const summary = () => `${total} task${total === 1 ? '' : 's'} in ${formatElapsed(Date.now() - started)}`;
   if (total === 0) return { outcome: 'done', build: run.build!, exitCode: 0, message: `Build completed: ${summary()}`, reported: true };
-  let pending = startMutation(tasks, run.now(), vocabulary, run.owned);
+  const { vocabulary, phaseField } = run.rules;
+  let pending = startMutation(tasks, run.now(), run.rules, run.owned);
   /** The last task's Success while it is not stored yet. */
   let finished: Mutation | undefined;
 
   for (let i = 0; i < total; i++) {
     const task = tasks[i]!;
     const progress = `[${i + 1}/${total}]`;
+    run.owe(Reasons.TaskStarted, `${progress} ${task.type} started`);
     try {
       await run.store(pending);
     } catch (err) {
@@ -422,7 +481,15 @@ async function execute(run: Run, tasks: readonly Task[]): Promise<RunOutcome> {
       return await reportStopBetween(run, finished, task);
     }
     finished = undefined;
-    if (i === 0) await run.emit('Normal', Reasons.Started, `Build started: ${total} task${total === 1 ? '' : 's'} (${tasks.map((t) => t.type).join(', ')})`, run.signal);
+    if (i === 0) {
+      await run.emit('Normal', Reasons.Started, `Build started: ${total} task${total === 1 ? '' : 's'} (${tasks.map((t) => t.type).join(', ')})`, run.signal);
+      // The first write carried every task's condition: an answer without them means the CRD drops them.
+      if (!Array.isArray(run.build?.status?.conditions)) {
+        run.taskEvents = run.events;
+        log.info(`this Build's CRD does not store conditions: progress is reported in ${run.events ? 'events' : 'the log only (events are off)'}`);
+        if (run.taskEvents) await run.emit('Normal', Reasons.TaskStarted, `${progress} ${task.type} started`, run.signal);
+      }
+    }
 
     const taskStarted = Date.now();
     log.info(`${progress} ${task.type}`);
@@ -433,6 +500,7 @@ async function execute(run: Run, tasks: readonly Task[]): Promise<RunOutcome> {
     run.setTask(undefined);
 
     log.info(`${progress} ${task.type} succeeded in ${elapsed}`);
+    run.owe(Reasons.TaskSucceeded, `${progress} ${task.type} succeeded in ${elapsed}`);
     finished = run.mark(task.type, vocabulary.success, { reason: Reasons.Succeeded, message: attempt.result.message, result: attempt.result.status });
     const next = tasks[i + 1];
     if (next && run.stopped) return await reportStopBetween(run, finished, next);
@@ -450,7 +518,8 @@ async function execute(run: Run, tasks: readonly Task[]): Promise<RunOutcome> {
     return { outcome: 'interrupted', build: run.build, exitCode: SIGNAL_EXIT_CODES[name], type: undefined, reason: Reasons.Terminated, signal: name, message, reported: false };
   }
   const build = run.build!;
-  log.info(`build ${build.status?.phase === vocabulary.done ? 'done' : `finished (phase ${JSON.stringify(build.status?.phase)})`} in ${formatElapsed(Date.now() - started)}`);
+  const phase = build.status?.[phaseField];
+  log.info(`build ${phase === vocabulary.done ? 'done' : `finished (${phaseField} ${JSON.stringify(phase)})`} in ${formatElapsed(Date.now() - started)}`);
   const message = `Build completed: ${summary()}`;
   await run.emit('Normal', Reasons.Completed, message);
   return { outcome: 'done', build, exitCode: 0, message, reported: true };
@@ -476,6 +545,8 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
   if (tasks.some((task) => !task.type)) throw new TypeError('every task needs a condition type');
   const duplicate = duplicateTaskType(tasks.map((task) => task.type));
   if (duplicate !== undefined) throw new TypeError(`duplicate condition type ${JSON.stringify(duplicate)}: each task needs its own`);
+  // Before anything is sent: a type goes into the Build, the events and every log line.
+  for (const task of tasks) validateConditionType(task.type, 'task type');
 
   const controller = new AbortController();
   const forward = () => controller.abort(options.signal?.reason);
@@ -487,7 +558,7 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
     client,
     ref,
     log,
-    options.vocabulary ?? DEFAULT_VOCABULARY,
+    { vocabulary: options.vocabulary, phaseField: options.phaseField },
     options.now ?? (() => new Date()),
     controller.signal,
     options.events ?? true,
@@ -517,15 +588,16 @@ export async function monitorCondition<T>(
   ref: BuildRef,
   type: string,
   task: (context: TaskContext) => Promise<T>,
-  options: { base?: Build; signal?: AbortSignal; log?: Logger; vocabulary?: Vocabulary; now?: () => Date } = {},
+  options: { base?: Build; signal?: AbortSignal; log?: Logger; vocabulary?: Vocabulary; phaseField?: PhaseField; now?: () => Date } = {},
 ): Promise<ConditionOutcome<T>> {
-  const vocabulary = options.vocabulary ?? DEFAULT_VOCABULARY;
   const now = options.now ?? (() => new Date());
   const log = options.log ?? silentLogger;
   const signal = options.signal ?? new AbortController().signal;
-  let build = await client.updateBuildStatus(ref, mark(type, vocabulary.inProgress, now(), vocabulary), {
-    base: options.base ?? (await client.getBuild(ref)),
-  });
+  validateConditionType(type);
+  const base = options.base ?? (await client.getBuild(ref));
+  const rules = rulesFor(base, client, options);
+  const { vocabulary } = rules;
+  let build = await client.updateBuildStatus(ref, mark(type, vocabulary.inProgress, now(), rules), { base });
   let value: T;
   try {
     signal.throwIfAborted();
@@ -533,12 +605,12 @@ export async function monitorCondition<T>(
   } catch (err) {
     const error = errorOf(err);
     const reason = signal.aborted ? Reasons.Terminated : err instanceof TaskFailure ? err.reason : Reasons.Failed;
-    build = await client.updateBuildStatus(ref, mark(type, vocabulary.error, now(), vocabulary, { reason, message: error.message }), {
+    build = await client.updateBuildStatus(ref, mark(type, vocabulary.error, now(), rules, { reason, message: error.message }), {
       base: build,
     });
     return { ok: false, error, build };
   }
-  build = await client.updateBuildStatus(ref, mark(type, vocabulary.success, now(), vocabulary, { reason: Reasons.Succeeded }), { base: build });
+  build = await client.updateBuildStatus(ref, mark(type, vocabulary.success, now(), rules, { reason: Reasons.Succeeded }), { base: build });
   return { ok: true, value, build };
 }
 
@@ -568,10 +640,10 @@ export async function reportFatalError(
     signal?: AbortSignal;
     log?: Logger;
     vocabulary?: Vocabulary;
+    phaseField?: PhaseField;
   } = {},
 ): Promise<FatalReport> {
   const log = options.log ?? silentLogger;
-  const vocabulary = options.vocabulary ?? DEFAULT_VOCABULARY;
   const message = sanitizeMessage(errorOf(error).message, MAX_CONDITION_MESSAGE_BYTES);
   const deadline = AbortSignal.timeout(options.deadlineMs ?? DEFAULT_FATAL_DEADLINE_MS);
   const signal = options.signal ? AbortSignal.any([deadline, options.signal]) : deadline;
@@ -579,13 +651,15 @@ export async function reportFatalError(
   try {
     const at = new Date();
     const base = options.base ?? (await client.getBuild(ref, { signal }));
+    const rules = rulesFor(base, client, options);
+    const { vocabulary } = rules;
     const build = await client.updateBuildStatus(
       ref,
       (draft) => {
         const status = (draft.status ??= {});
         const type = options.type ?? status.conditions?.find((c) => c.status === vocabulary.inProgress)?.type;
-        if (type) mark(type, vocabulary.error, at, vocabulary, { reason: Reasons.Failed, message })(draft);
-        status.phase = vocabulary.errored as BuildStatus['phase'];
+        if (type) mark(type, vocabulary.error, at, rules, { reason: Reasons.Failed, message })(draft);
+        status[rules.phaseField] = vocabulary.errored as BuildPhase;
       },
       { base, signal, uid: options.uid },
     );

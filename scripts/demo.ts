@@ -17,6 +17,9 @@ import type { Build, CoreEvent } from '../lib/types.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
+/** What the demo's push step reports as the image's digest (the operator copies url and digest). */
+const DIGEST = 'sha256:11c8d96f1ece6ebe0983ec43843f9174dd9bc3b94fe33ded894f5d9dbb6b0f78';
+
 const steps = (fail: boolean): Array<[type: string, command: string]> => [
   ['Fetching Source', 'echo "cloning https://git.example.com/team/app.git"; sleep 0.3; echo "checked out 4f2a9c1"'],
   fail
@@ -24,7 +27,7 @@ const steps = (fail: boolean): Array<[type: string, command: string]> => [
     : ['Building Image', 'echo "step 1/3: FROM node:20-slim"; sleep 0.3; echo "step 2/3: RUN npm ci"; sleep 0.3; echo "step 3/3: COPY . ."'],
   [
     'Pushing Image',
-    'echo "pushing registry.example.com/team/app:1.4.2"; sleep 0.3; echo "registry.example.com/team/app:1.4.2@sha256:9b2f0c4e" > "$SPOT_RESULTS_DIR/image-url"',
+    `echo "pushing registry.example.com/team/app:1.4.2"; sleep 0.3; echo "registry.example.com/team/app:1.4.2" > "$SPOT_RESULTS_DIR/image-url"; echo "${DIGEST}" > "$SPOT_RESULTS_DIR/image-digest"`,
   ],
 ];
 
@@ -54,6 +57,8 @@ function report(server: ApiServer, reference: { namespace: string; name: string 
   const conditions = build.status?.conditions ?? [];
   console.log(`\nspot-run exited with ${code}${code === 0 ? ' (all steps succeeded)' : code === 1 ? ' (a step failed)' : ''}`);
   console.log(`\nBuild ${reference.namespace}/${reference.name}  ${printerColumns(server, build)}`);
+  const image = build.status?.image;
+  if (image) console.log(`status.image: url ${image.url ?? '(none)'}  digest ${image.digest ?? '(none)'}`);
   if (conditions.length === 0) {
     console.log('(no conditions stored: this CRD does not keep them, progress is in the events)');
   } else {

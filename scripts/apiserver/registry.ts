@@ -740,8 +740,9 @@ export class Registry {
       case 'get':
         return { status: 200, value: this.find(route), warnings };
       case 'list':
-      case 'watch':
         return { status: 200, value: this.list(route, request.query), warnings };
+      case 'watch':
+        throw new Error('a watch is a stream: open it with openWatch');
       case 'create':
         return { status: 201, value: this.create(route, request, warnings), warnings };
       case 'update':

@@ -83,6 +83,8 @@ function splitRequirements(selector: string): string[] {
   return parts;
 }
 
+/** IsValidLabelValue: empty, or up to 63 alphanumerics, '-', '_', '.' starting and ending alphanumeric. */
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
 function parseRequirement(text: string, selector: string): LabelRequirement {
@@ -101,6 +103,7 @@ function parseRequirement(text: string, selector: string): LabelRequirement {
     requirement = { key: text, op: 'exists' };
   }
   if (!LABEL_KEY.test(requirement.key)) throw invalid();
+  if ('values' in requirement && !requirement.values.every((v) => v.length <= 63 && LABEL_VALUE.test(v))) throw invalid();
   return requirement;
 }
 

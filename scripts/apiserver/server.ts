@@ -67,11 +67,11 @@ export const CRD_FILES = {
   spot: fileURLToPath(new URL('../../deploy/spot-crd.yaml', import.meta.url)),
 } as const;
 
-/** The default identity's rules: a build pod's needs, plus create/list on builds and get/list on events so tests and the script can seed and look. */
+/** The default identity's rules: a build pod's needs, plus create/list/watch on builds and get/list/watch on events so tests and the script can seed and look. */
 export const BUILD_POD_RULES: readonly PermissionRule[] = [
-  { verbs: ['get', 'list', 'create'], resources: ['builds'] },
+  { verbs: ['get', 'list', 'watch', 'create'], resources: ['builds'] },
   { verbs: ['get', 'update', 'patch'], resources: ['builds/status'] },
-  { verbs: ['create', 'patch', 'get', 'list'], resources: ['events'] },
+  { verbs: ['create', 'patch', 'get', 'list', 'watch'], resources: ['events'] },
 ];
 
 /** Which requests a fault applies to. Every field narrows; none set means every request. */

@@ -59,6 +59,8 @@ export function outcomeExitCode(outcome: RunOutcome): number {
  * What an error that stopped the report means, and so what the command does with it:
  *   `bug`         not one of the library's errors (a TypeError, say): an internal error, with its
  *                 stack, never passed off as the API server's refusal;
+ *   `config`      exit 2 at once: the request could not even be formed (a token or server that
+ *                 undici refuses); nothing was sent, and the fatal path would fail the same way;
  *   `final`       exit 3 at once: the Build is gone or replaced by another of the same name (which
  *                 must not be written), we may not write it, or asking again cannot give another
  *                 answer (a TLS failure is configuration, not weather; a GET answered with
@@ -66,10 +68,11 @@ export function outcomeExitCode(outcome: RunOutcome): number {
  *   `recordable`  exit 3 after one bounded try to record the failure on the Build (a request body
  *                 over the cap is one: the fatal path's write is small).
  */
-export type ReportFailureKind = 'bug' | 'final' | 'recordable';
+export type ReportFailureKind = 'bug' | 'config' | 'final' | 'recordable';
 
 export function classifyReportFailure(err: unknown): ReportFailureKind {
   if (!isSpotError(err)) return 'bug';
+  if (err.code === 'ERR_SPOT_CONFIG' || err.code === 'ERR_SPOT_INVALID_NAME') return 'config';
   if (isNotFound(err) || isForbidden(err) || isUnauthorized(err) || isBuildReplaced(err)) return 'final';
   const e = err as { code: string; causeCode?: string; target?: { method?: string } };
   if (e.code === 'ERR_SPOT_NETWORK' && isTlsFailure(e.causeCode)) return 'final';

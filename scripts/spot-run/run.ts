@@ -3,11 +3,16 @@
  * run means for the exit code. Resolves to the exit code, having told every ending that is not a
  * plain success in one line on stderr, and every ending in the termination message.
  */
+import { stat } from 'node:fs/promises';
 import type { CallOptions, UpdateOptions } from '../../lib/builds.js';
 import { clientFromConfig, type SpotClient } from '../../lib/client.js';
 import { loadConfig } from '../../lib/config.js';
 import { isBuildReplaced, isSpotError } from '../../lib/errors.js';
 import { createLogger, type Logger } from '../../lib/log.js';
+import { buildRef } from '../../lib/names.js';
+import { isTlsFailure } from '../../lib/retry.js';
+import { FileTokenSource } from '../../lib/token.js';
+import type { BuildRef } from '../../lib/types.js';
 import { handleStopSignals, reportFatalError, runTasks, type BuildClient, type RunProgress } from '../../lib/runner.js';
 import { redact, registerMaskedValue } from '../../lib/secrets.js';
 import { stepTask, type StepOptions } from '../../lib/steps.js';
@@ -16,7 +21,7 @@ import { preferLowMemoryWasm } from '../../lib/undici.js';
 import { VERSION } from '../../lib/version.js';
 import { endWithFailure, writeTermination } from './ending.js';
 import { classifyReportFailure, CommandFailure, ExitCodes, outcomeExitCode } from './exit-codes.js';
-import type { Plan } from './options.js';
+import type { NameOnlyRef, Plan, StepUser } from './options.js';
 
 /** The fatal path's budget: within the grace period, and never more than 10 s. */
 const MAX_FATAL_REPORT_MS = 10_000;
@@ -52,6 +57,12 @@ export async function run(plan: Plan): Promise<number> {
 }
 
 async function carryOut(plan: Plan, log: Logger, signal: AbortSignal, progress: RunProgress): Promise<number> {
+  if (plan.connection.server === undefined && !(process.env.KUBERNETES_SERVICE_HOST && process.env.KUBERNETES_SERVICE_PORT)) {
+    throw new CommandFailure(
+      ExitCodes.Usage,
+      'not in a Kubernetes pod: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set; outside a cluster pass --server URL (with --token-file FILE and --ca-file FILE as needed)',
+    );
+  }
   let config;
   try {
     config = await loadConfig({ ...plan.connection, logger: log });
@@ -59,9 +70,16 @@ async function carryOut(plan: Plan, log: Logger, signal: AbortSignal, progress: 
     if (isSpotError(err)) throw new CommandFailure(ExitCodes.Usage, err.message);
     throw err;
   }
-  const client = clientFromConfig(config, { logger: log, timeoutMs: plan.timeoutMs, retry: { deadlineMs: plan.deadlineMs } });
+  const ref = resolveRef(plan.ref, config.namespace);
+  if (plan.stepUser && config.tokenSource instanceof FileTokenSource) await checkTokenHidden(config.tokenSource.path, plan.stepUser);
+  const client = clientFromConfig(config, {
+    logger: log,
+    timeoutMs: plan.timeoutMs,
+    retry: { deadlineMs: plan.deadlineMs },
+    ...(plan.phaseField ? { phaseField: plan.phaseField } : {}),
+    ...(plan.resource ? { resource: plan.resource } : {}),
+  });
   const calls = boundedCalls(client, plan.deadlineMs);
-  const { ref } = plan;
   log.info(`spot-run ${VERSION}: Build ${ref.namespace}/${ref.name}, ${plan.steps.length} step${plan.steps.length === 1 ? '' : 's'}`, {
     server: config.server,
   });
@@ -79,7 +97,7 @@ async function carryOut(plan: Plan, log: Logger, signal: AbortSignal, progress: 
     writeTermination(plan.output, { ...summarizeOutcome(outcome), exitCode });
     return exitCode;
   } catch (err) {
-    return await reportFailed(err, client, calls, plan, log, progress);
+    return await reportFailed(err, client, calls, ref, plan, log, progress);
   } finally {
     await client.close().catch(() => {});
   }
@@ -100,6 +118,7 @@ function stepOptions(plan: Plan): StepOptions {
     // grace period, or the run is force-exited before it can report the interruption.
     killGraceMs: Math.min(5_000, plan.graceMs / 2),
     ...(formatLine ? { formatLine } : {}),
+    ...(plan.stepUser ? { user: plan.stepUser } : {}),
     ...(seconds !== undefined ? { deadline: { signal: AbortSignal.timeout(seconds * 1000), seconds } } : {}),
   };
 }
@@ -116,6 +135,7 @@ function boundedCalls(client: SpotClient, deadlineMs: number): BuildClient & { r
     return { ...options, deadlineAt } as T;
   };
   return {
+    phaseField: client.phaseField,
     getBuild: (ref, options) => client.getBuild(ref, bound(options)),
     updateBuildStatus: (ref, mutate, options?: UpdateOptions) => client.updateBuildStatus(ref, mutate, bound(options)),
     recordEvent: (build, event, options) => client.recordEvent(build, event, options),
@@ -131,17 +151,18 @@ async function reportFailed(
   err: unknown,
   client: SpotClient,
   calls: { remainingMs(): number },
+  ref: BuildRef,
   plan: Plan,
   log: Logger,
   progress: RunProgress,
 ): Promise<number> {
   const kind = classifyReportFailure(err);
   if (kind === 'bug') throw err;
-  const { ref } = plan;
   const cause = isBuildReplaced(err)
     ? `${err.message}; this run stops and writes nothing to the new Build`
-    : `cannot report Build ${ref.namespace}/${ref.name} to the API server at ${client.server}: ${(err as Error).message}`;
+    : `cannot report Build ${ref.namespace}/${ref.name} to the API server at ${client.server}: ${(err as Error).message}${tlsHint(err, plan)}`;
   const context = { task: progress.task };
+  if (kind === 'config') return endWithFailure(new CommandFailure(ExitCodes.Usage, cause), plan.output, context);
   if (kind === 'final') return endWithFailure(new CommandFailure(ExitCodes.ReportFailed, cause), plan.output, context);
   const budget = Math.min(plan.graceMs, MAX_FATAL_REPORT_MS, calls.remainingMs());
   if (budget < MIN_FATAL_REPORT_MS) {
@@ -150,4 +171,45 @@ async function reportFailed(
   const fatal = await reportFatalError(client, ref, err, { log, deadlineMs: budget, uid: progress.build?.metadata.uid });
   const line = fatal.recorded ? `${cause}; the failure is recorded on the Build` : `${cause}; recording the failure on the Build failed too: ${fatal.error.message}`;
   return endWithFailure(new CommandFailure(ExitCodes.ReportFailed, line), plan.output, { ...context, reported: fatal.recorded });
+}
+
+/** The Build with its namespace: `--build NAME` means the pod's namespace, as kubectl reads it. */
+function resolveRef(ref: BuildRef | NameOnlyRef, podNamespace: string | undefined): BuildRef {
+  if (ref.namespace !== undefined) return ref;
+  if (podNamespace === undefined) {
+    throw new CommandFailure(
+      ExitCodes.Usage,
+      `--build ${ref.name} names no namespace and the pod's is unknown (no POD_NAMESPACE, no namespace file in the service-account folder): pass --build NAMESPACE/${ref.name}`,
+    );
+  }
+  return buildRef(podNamespace, ref.name);
+}
+
+/** Out of cluster, a certificate the system roots do not know is the usual TLS failure: say which flag fixes it. */
+function tlsHint(err: unknown, plan: Plan): string {
+  const e = err as { code?: string; causeCode?: string };
+  if (plan.connection.server === undefined || e.code !== 'ERR_SPOT_NETWORK' || !isTlsFailure(e.causeCode)) return '';
+  return plan.connection.caFile === undefined
+    ? ` (if the server's certificate is signed by a private CA, pass that CA with --ca-file FILE)`
+    : ` (check that --ca-file ${plan.connection.caFile} holds the CA that signed the server's certificate)`;
+}
+
+/**
+ * With --step-user the token must be out of the steps' reach: a token file the step user can read
+ * (the default 0644 mode of a service-account volume) would make the separation a pretence.
+ */
+async function checkTokenHidden(path: string, user: StepUser): Promise<void> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch {
+    return; // Read a moment ago; a vanished file is the token source's problem, not this check's.
+  }
+  const bits = info.uid === user.uid ? 0o400 : info.gid === user.gid ? 0o040 : 0o004;
+  if (info.mode & bits) {
+    throw new CommandFailure(
+      ExitCodes.Usage,
+      `--step-user ${user.uid}:${user.gid} can read the token file ${path} (mode ${(info.mode & 0o777).toString(8).padStart(4, '0')}, owner ${info.uid}:${info.gid}): mount the token with defaultMode 0400 (see "Security model" in the README)`,
+    );
+  }
 }
