@@ -50,7 +50,7 @@ export class SpotRunE2e {
     readonly scratch: string,
   ) {}
 
-  /** Runs spot-run in-cluster on `NS/b1` with `--grace 2`, a termination-log file of its own, `args` and `steps`. */
+  /** Runs spot-run in-cluster on `NS/b1` with `--grace 2` and a termination-log file of its own (unless `args` set them), `args` and `steps`. */
   async run(ns: string, options: E2eOptions = {}): Promise<E2eResult> {
     if (options.create ?? true) {
       this.server.createBuild({
@@ -61,10 +61,12 @@ export class SpotRunE2e {
       });
     }
     const terminationLog = join(this.scratch, `${ns}.termination-log`);
+    const given = options.args ?? [];
+    // Defaults unless the test gives its own (a flag given twice is a usage error).
     const args = [
-      '--grace', '2',
-      '--termination-log', terminationLog,
-      ...(options.args ?? []),
+      ...(given.includes('--grace') ? [] : ['--grace', '2']),
+      ...(given.includes('--termination-log') ? [] : ['--termination-log', terminationLog]),
+      ...given,
       ...(options.steps ?? []).flatMap(([type, command]) => ['--step', `${type}=${command}`]),
     ];
     const result = await runCli(args, {
