@@ -188,6 +188,7 @@ export const FAST_POLICY: RetryPolicy = {
   maxDelayMs: 40,
   maxRetryAfterMs: 20,
   deadlineMs: 30_000,
+  minAttemptMs: 100,
 };
 
 /** The retry limit spot-run runs with (it changes only the deadline), for checking the log. */
