@@ -74,4 +74,5 @@ export { createLogger, silentLogger, type Logger, type LogLevel, type LogFormat,
 export { redact } from './secrets.js';
 export { VERSION } from './version.js';
 export { preferLowMemoryWasm } from './undici.js';
+export { preferSmallYoungGeneration } from './output.js';
 export * from './types.js';

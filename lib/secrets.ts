@@ -11,6 +11,8 @@ const secrets = new Set<string>();
 const MAX_SECRETS = 16;
 /** The same secrets, longest first (see redact). */
 let longestFirst: string[] = [];
+/** The same again as their UTF-8 bytes, one latin1 character per byte (see secretBytes). */
+let longestFirstBytes: string[] = [];
 
 /** Registers a value that must never be printed. Short values are ignored (they would mask noise). */
 export function registerSecret(value: string): void {
@@ -19,6 +21,15 @@ export function registerSecret(value: string): void {
   if (secrets.size > MAX_SECRETS) secrets.delete(secrets.values().next().value as string);
   // Longest first: a secret that contains a shorter one must not be left half shown.
   longestFirst = [...secrets].sort((a, b) => b.length - a.length);
+  longestFirstBytes = longestFirst.map((v) => Buffer.from(v, 'utf8').toString('latin1')).sort((a, b) => b.length - a.length);
+}
+
+/**
+ * The secrets as byte strings (each character one byte of the secret's UTF-8), longest first: what
+ * redacts step output as it streams by (output.ts), which never decodes it.
+ */
+export function secretBytes(): readonly string[] {
+  return longestFirstBytes;
 }
 
 /** True when `text` holds a registered secret. */

@@ -8,10 +8,10 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { AbortedError, TaskFailure } from './errors.js';
 import type { Logger } from './log.js';
-import { containsSecret, redact } from './secrets.js';
+import { lineByLineFormat, prefixFormat, relayOutput, TailBuffer, type LineFormat } from './output.js';
+import { containsSecret } from './secrets.js';
 import type { Task, TaskResult } from './runner.js';
 import type { BuildStatus } from './types.js';
 
@@ -42,69 +42,9 @@ export interface StepOptions {
   resultsParent?: string;
 }
 
+export { TailBuffer } from './output.js';
+
 export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageMetadata: 'image-metadata' });
-
-/**
- * The last lines of a stream, bounded in lines and bytes whatever the stream's size. It goes into
- * the Build's condition and a Warning event, so it is redacted here, line by line as it comes in:
- * no secret of ours may ride along.
- */
-export class TailBuffer {
-  #lines: string[] = [];
-  #partial = '';
-  constructor(
-    private readonly maxLines = 20,
-    private readonly maxBytes = 2048,
-  ) {}
-
-  push(text: string): void {
-    const parts = (this.#partial + text).split('\n');
-    this.#partial = parts.pop()!.slice(-this.maxBytes);
-    for (const line of parts) {
-      // Blank lines would push real ones out of the tail and are dropped from text() anyway.
-      if (line.trim() === '') continue;
-      // Redacted whole, before any cut: a secret cut in half by the bound would no longer match.
-      const clean = redact(line);
-      this.#lines.push(clean.length > this.maxBytes ? `...${clean.slice(-this.maxBytes)}` : clean);
-      if (this.#lines.length > this.maxLines) this.#lines.shift();
-    }
-  }
-
-  /** The kept tail, trimmed to the byte bound from the end. */
-  text(): string {
-    const all = [...this.#lines, ...(this.#partial ? [redact(this.#partial)] : [])].filter((l) => l.trim() !== '');
-    let out = all.slice(-this.maxLines).join('\n');
-    if (Buffer.byteLength(out) > this.maxBytes) out = `...${lastBytes(out, this.maxBytes)}`;
-    return out;
-  }
-}
-
-/** The end of `text` within `limit` UTF-8 bytes, starting on a character boundary. */
-function lastBytes(text: string, limit: number): string {
-  const bytes = Buffer.from(text, 'utf8');
-  // A cut inside a character decodes to U+FFFD at the start: drop it.
-  return bytes.subarray(Math.max(0, bytes.length - limit)).toString('utf8').replace(/^\uFFFD+/, '');
-}
-
-/** Splits a byte stream into lines and writes each as `format` makes it; overlong lines are cut, not buffered. */
-function lineWriter(format: (line: string) => string, write: (text: string) => void, maxLine = 64 * 1024): { push(chunk: string): void; end(): void } {
-  let partial = '';
-  return {
-    push(chunk) {
-      const parts = (partial + chunk).split('\n');
-      partial = parts.pop()!;
-      if (partial.length > maxLine) {
-        parts.push(partial);
-        partial = '';
-      }
-      if (parts.length) write(parts.map((l) => `${format(l)}\n`).join(''));
-    },
-    end() {
-      if (partial) write(`${format(partial)}\n`);
-      partial = '';
-    },
-  };
-}
 
 /** `[TYPE] line`, how a step's output shows in text logs. */
 export function prefixLine(type: string, _stream: 'stdout' | 'stderr', line: string): string {
@@ -181,21 +121,12 @@ export async function runStep(spec: StepSpec, signal: AbortSignal, log: Logger, 
 function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: Logger, options: StepOptions): Promise<void> {
   const [file, args] = spec.argv ? [spec.argv[0]!, spec.argv.slice(1)] : ['sh', ['-c', spec.command ?? '']];
   const killGraceMs = options.killGraceMs ?? 5_000;
-  // Our stdout and stderr are pipes to the container runtime, and Node writes to pipes
-  // asynchronously: when the step writes faster than they are read, the step's stream is paused
-  // until ours drains, or its output would pile up in our memory without bound.
-  const sources: { stdout?: Readable; stderr?: Readable } = {};
-  const relay = (name: 'stdout' | 'stderr') => (text: string) => {
-    const sink = process[name];
-    const source = sources[name];
-    if (!sink.write(redact(text)) && source && !source.isPaused()) {
-      source.pause();
-      sink.once('drain', () => source.resume());
-    }
+  const format = (stream: 'stdout' | 'stderr'): LineFormat => {
+    const custom = options.formatLine;
+    return custom === undefined || custom === prefixLine
+      ? prefixFormat(prefixLine(spec.type, stream, ''))
+      : lineByLineFormat((line) => custom(spec.type, stream, line));
   };
-  const format = options.formatLine ?? prefixLine;
-  const out = lineWriter((l) => format(spec.type, 'stdout', l), options.stdout ?? relay('stdout'));
-  const err = lineWriter((l) => format(spec.type, 'stderr', l), options.stderr ?? relay('stderr'));
   const tail = new TailBuffer(options.tailLines ?? 20, options.tailBytes ?? 2048);
 
   return new Promise<void>((resolve, reject) => {
@@ -203,13 +134,11 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
     // detached: its own process group, so a stop reaches the step's children too.
     const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir) });
     trackGroup(child.pid);
-    sources.stdout = child.stdout;
-    sources.stderr = child.stderr;
-    child.stdout.setEncoding('utf8').on('data', (c: string) => out.push(c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => {
-      err.push(c);
-      tail.push(c);
-    });
+    // Our stdout and stderr are pipes to the container runtime: when the step writes faster than
+    // they are read, relayOutput pauses the step's stream until ours drains, so its output never
+    // piles up in our memory.
+    const out = relayOutput(child.stdout, format('stdout'), options.stdout ?? process.stdout);
+    const err = relayOutput(child.stderr, format('stderr'), options.stderr ?? process.stderr, tail);
 
     let stopped: { reason: 'Timeout' | 'Aborted'; at: number } | undefined;
     let killTimer: NodeJS.Timeout | undefined;

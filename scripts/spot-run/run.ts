@@ -7,6 +7,7 @@ import { clientFromConfig, type SpotClient } from '../../lib/client.js';
 import { loadConfig } from '../../lib/config.js';
 import { isSpotError } from '../../lib/errors.js';
 import { createLogger, type Logger } from '../../lib/log.js';
+import { preferSmallYoungGeneration } from '../../lib/output.js';
 import { reportFatalError, runTasks } from '../../lib/runner.js';
 import { stepTask } from '../../lib/steps.js';
 import { preferLowMemoryWasm } from '../../lib/undici.js';
@@ -21,6 +22,9 @@ export async function run(plan: Plan): Promise<number> {
   // This process sends a few dozen requests: the baseline compiler parses them just as well, and
   // spares the build pod ~35 MiB and the wait for background compilation at exit.
   preferLowMemoryWasm();
+  // Steps' output streams through this process: a young generation that stays small keeps that
+  // from raising its peak memory (lib/output.ts).
+  preferSmallYoungGeneration();
   const log = createLogger({ format: plan.format, level: plan.level });
   let config;
   try {
