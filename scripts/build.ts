@@ -7,7 +7,8 @@
  *                                           source maps: the package ships exactly these files,
  *                                           and tsc's output is readable as it is.
  *   dist/spot-run.mjs (+ .map)              the same command as one self-contained file, undici
- *                                           inlined, to copy into any image that has Node 20.
+ *                                           inlined, to copy into any image that has Node
+ *                                           (20.18.1 or newer: the package's engines).
  *
  * dist/ is rebuilt from scratch every time, so nothing from a deleted source file is ever
  * shipped. Each output is smoke-run with --version before the build calls itself done.

@@ -1,6 +1,6 @@
 /**
  * `npm run reliability`: runs every reliability, bad-input and security scenario (the same
- * definitions the tests use, from test/support/scenarios.ts) and prints one row per scenario:
+ * definitions the tests use, from test/*.scenarios.ts) and prints one row per scenario:
  * runs, runs passed, updates lost, the most retries one request needed, wall time. The last line is
  * `N passed, M failed`; the exit code is non-zero when any scenario failed.
  *
@@ -9,7 +9,14 @@
  *   npm run reliability -- --concurrency 2    scenarios at a time (default 4)
  */
 import { parseArgs } from 'node:util';
-import { runScenarios, SCENARIOS, spotRunEntry, type ScenarioReport } from './support/scenarios.js';
+import { BAD_INPUT_SCENARIOS } from './bad-input.scenarios.js';
+import { FAULT_SCENARIOS } from './reliability-faults.scenarios.js';
+import { PROCESS_SCENARIOS } from './reliability-process.scenarios.js';
+import { SECURITY_SCENARIOS } from './security.scenarios.js';
+import { runScenarios, spotRunEntry, type Scenario, type ScenarioReport } from './support/scenario-harness.js';
+
+/** Every scenario, in the table's order. */
+const SCENARIOS: readonly Scenario[] = [...FAULT_SCENARIOS, ...PROCESS_SCENARIOS, ...BAD_INPUT_SCENARIOS, ...SECURITY_SCENARIOS];
 
 function formatSeconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
