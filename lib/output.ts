@@ -151,11 +151,13 @@ export function lineByLineFormat(formatLine: (line: string) => string): LineForm
   };
 }
 
+/** 0b10xxxxxx: a byte inside a UTF-8 character, where a cut would split it. */
+const isContinuation = (byte: number) => (byte & 0xc0) === 0x80;
+
 /** The end of a piece cut at `at` moved back (at most 3 bytes) so that no UTF-8 character is split. */
 function characterBoundary(bytes: string, from: number, at: number): number {
   let cut = at;
-  // 0b10xxxxxx is a continuation byte: the cut would fall inside a character.
-  while (cut > from + 1 && cut > at - 3 && (bytes.charCodeAt(cut) & 0xc0) === 0x80) cut--;
+  while (cut > from + 1 && cut > at - 3 && isContinuation(bytes.charCodeAt(cut))) cut--;
   return cut;
 }
 
@@ -200,11 +202,19 @@ export class LineFramer {
     const pieces: string[] = [];
     let head = pending;
     let rest = bytes;
+    const byteAt = (i: number) => (i < head.length ? head.charCodeAt(i) : rest.charCodeAt(i - head.length));
     while (head.length + rest.length > this.maxLine) {
-      const take = characterBoundary(rest, -1, this.maxLine - head.length);
-      pieces.push(head + rest.slice(0, take));
-      head = '';
-      rest = rest.slice(take);
+      // Back to a character's start (at most 3 bytes), across the join of the two if need be.
+      let cut = this.maxLine;
+      while (cut > this.maxLine - 3 && isContinuation(byteAt(cut))) cut--;
+      if (cut <= head.length) {
+        pieces.push(head.slice(0, cut));
+        head = head.slice(cut);
+      } else {
+        pieces.push(head + rest.slice(0, cut - head.length));
+        rest = rest.slice(cut - head.length);
+        head = '';
+      }
     }
     this.#pending = head + rest;
     return asLines(pieces);

@@ -1,19 +1,20 @@
 /**
  * Steps: a shell command or an argv as a runner task, for `spot-run` and for any build program
  * that runs tools. Each step is a child process in its own process group, its output streamed live
- * with a prefix, the tail of its stderr kept (bounded) for the failure message, a per-step
- * timeout, and a results folder through which it hands back what it produced.
+ * with a prefix and redacted (output.ts), the tail of its stderr kept (bounded) for the failure
+ * message, a per-step timeout, and a results folder through which it hands back what it produced
+ * (results.ts).
  */
 import { spawn } from 'node:child_process';
-import { chown, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chown, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AbortedError, TaskFailure } from './errors.js';
 import type { Logger } from './log.js';
 import { lineByLineFormat, prefixFormat, relayOutput, TailBuffer, type LineFormat } from './output.js';
+import { folderIdentity, readResults } from './results.js';
 import { containsSecret } from './secrets.js';
 import type { Task, TaskResult } from './runner.js';
-import type { BuildStatus } from './types.js';
 
 export interface StepSpec {
   /** Condition type, e.g. `Building Image`. */
@@ -50,26 +51,7 @@ export interface StepOptions {
 
 export { TailBuffer } from './output.js';
 
-export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageDigest: 'image-digest', imageMetadata: 'image-metadata' });
-
-/** An OCI content digest, `algorithm:encoded` (image-spec descriptor.md). */
-const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
-/** A reference pinned by digest, `...@sha256:<64 hex>`, as registries and `docker push` print it. */
-const PINNED_SHA256 = /@(sha256:[0-9a-f]{64})$/;
-
-/**
- * The image digest a step reported: its `image-digest` file (trimmed) when it wrote one, else the
- * digest an `image-url` pinned by `@sha256:<64 hex>` ends with, else undefined. Throws a
- * `TaskFailure` when the file holds something that is not a digest.
- */
-export function imageDigest(url: string | undefined, digestFile: string | undefined, type: string): string | undefined {
-  const given = digestFile?.trim();
-  if (given) {
-    if (!DIGEST.test(given)) throw new TaskFailure('InvalidResult', `${type} wrote ${RESULT_FILES.imageDigest}, which must be a digest such as sha256:<64 hex>`);
-    return given;
-  }
-  return url?.trim().match(PINNED_SHA256)?.[1];
-}
+export { imageDigest, RESULT_FILES } from './results.js';
 
 /** `[TYPE] line`, how a step's output shows in text logs. */
 export function prefixLine(type: string, _stream: 'stdout' | 'stderr', line: string): string {
@@ -81,29 +63,6 @@ function stepEnv(spec: StepSpec, resultsDir: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !containsSecret(v)) env[k] = v;
   return { ...env, ...spec.env, SPOT_RESULTS_DIR: resultsDir, SPOT_STEP: spec.type };
-}
-
-async function readResults(dir: string, type: string): Promise<Partial<BuildStatus> | undefined> {
-  const read = (name: string) => readFile(join(dir, name), 'utf8').catch(() => undefined);
-  const [url, digestFile, metadata] = await Promise.all([read(RESULT_FILES.imageUrl), read(RESULT_FILES.imageDigest), read(RESULT_FILES.imageMetadata)]);
-  if (url === undefined && digestFile === undefined && metadata === undefined) return undefined;
-  const image: NonNullable<BuildStatus['image']> = {};
-  if (url !== undefined && url.trim() !== '') image.url = url.trim();
-  const digest = imageDigest(url, digestFile, type);
-  if (digest !== undefined) image.digest = digest;
-  if (metadata !== undefined && metadata.trim() !== '') {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(metadata);
-    } catch {
-      parsed = undefined;
-    }
-    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed) || !Object.values(parsed).every((v) => typeof v === 'string')) {
-      throw new TaskFailure('InvalidResult', `${type} wrote ${RESULT_FILES.imageMetadata}, which must be a JSON object of strings`);
-    }
-    image.metadata = parsed as Record<string, string>;
-  }
-  return Object.keys(image).length ? { image } : undefined;
 }
 
 function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
@@ -138,8 +97,9 @@ export async function runStep(spec: StepSpec, signal: AbortSignal, log: Logger, 
   const resultsDir = await mkdtemp(join(options.resultsParent ?? tmpdir(), 'spot-results-'));
   try {
     if (options.user) await chown(resultsDir, options.user.uid, options.user.gid);
+    const identity = await folderIdentity(resultsDir);
     await execute(spec, resultsDir, signal, log, options);
-    const status = await readResults(resultsDir, spec.type);
+    const status = await readResults(resultsDir, spec.type, identity);
     return status ? { status } : {};
   } finally {
     await rm(resultsDir, { recursive: true, force: true });
