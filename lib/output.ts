@@ -143,8 +143,9 @@ export function lineByLineFormat(formatLine: (line: string) => string): LineForm
   return {
     format: ({ first, rest }) => {
       let out = '';
-      const lines = `${first}${rest}`;
-      for (const line of (lines.endsWith('\n') ? lines.slice(0, -1) : lines).split('\n')) out += `${formatLine(fromBytes(line))}\n`;
+      // Decoded whole: a block always ends on a character's end, and one decode beats one per line.
+      const lines = fromBytes(`${first}${rest}`);
+      for (const line of (lines.endsWith('\n') ? lines.slice(0, -1) : lines).split('\n')) out += `${formatLine(line)}\n`;
       return [out];
     },
     encoding: 'utf8',
