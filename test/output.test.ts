@@ -8,21 +8,10 @@ import { Readable, Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { fromBytes, LineFramer, lineByLineFormat, MAX_LINE_BYTES, prefixFormat, relayOutput, StreamRedactor, toBytes } from '../lib/output.js';
 import { redact, registerSecret } from '../lib/secrets.js';
+import { mulberry32 as random } from './support/scenario-harness.js';
 
 const SECRETS = ['tok-0123456789abcdef', 'tok-0123456789abcdef-and-more', 'пароль-секрет-42'];
 for (const s of SECRETS) registerSecret(s);
-
-/** mulberry32: a small seeded generator, so a failure can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Text with newlines, multi-byte characters, secrets and blank lines; no line near 64 KiB. */
 function sampleText(rand: () => number, lines: number): string {

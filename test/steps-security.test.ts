@@ -12,8 +12,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { TaskFailure } from '../lib/errors.js';
 import { silentLogger } from '../lib/log.js';
+import { collectingStepOptions, taskFailure } from './support/steps.js';
 import { registerSecret } from '../lib/secrets.js';
 import { runStep, TailBuffer, type StepOptions, type StepSpec } from '../lib/steps.js';
 
@@ -29,23 +29,11 @@ after(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
 
-function io(): StepOptions & { out: string[]; err: string[] } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, stdout: (t) => out.push(t), stderr: (t) => err.push(t), resultsParent: scratch, killGraceMs: 200 };
-}
+const io = () => collectingStepOptions(scratch);
 
 const run = (spec: StepSpec, options: StepOptions = io()) => runStep(spec, new AbortController().signal, silentLogger, options);
 
-async function failure(promise: Promise<unknown>): Promise<TaskFailure> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof TaskFailure, `expected a TaskFailure, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected the step to fail');
-}
+const failure = taskFailure;
 
 /** Fails naming the first 16-character piece of `secret` found in `text`. */
 function assertNoPiece(text: string, secret: string, where: string): void {
