@@ -3,7 +3,7 @@
  * The folder is written by the step, which is untrusted: a result file may be a symbolic link to
  * the service-account token, a device that never ends, a named pipe that blocks whoever opens it,
  * or just too big. Each file is opened without following links and without blocking, must be a
- * regular file of at most MAX_RESULT_BYTES, and must hold no registered secret; anything else
+ * regular file of at most MAX_RESULT_BYTES, and must hold no secret or masked value; anything else
  * fails the step with reason `InvalidResult` before a byte of it is sent anywhere.
  *
  * Reading (I/O) and turning the files into `status.image` (`imageFromResults`, pure) are apart.
@@ -12,7 +12,7 @@ import { constants, type Stats } from 'node:fs';
 import { lstat, open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TaskFailure } from './errors.js';
-import { containsSecret } from './secrets.js';
+import { redact } from './secrets.js';
 import type { BuildStatus } from './types.js';
 
 export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageDigest: 'image-digest', imageMetadata: 'image-metadata' });
@@ -108,8 +108,9 @@ async function readResultFile(dir: string, name: string, type: string): Promise<
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
     if (bytesRead > MAX_RESULT_BYTES) throw invalid(type, name, `holds more than ${MAX_RESULT_BYTES} bytes: at most ${MAX_RESULT_BYTES} are accepted`);
     const text = buffer.toString('utf8', 0, bytesRead);
-    // Never shown, never sent: the value is not in the message either.
-    if (containsSecret(text)) throw invalid(type, name, 'holds a secret of this run (a credential): it is not reported');
+    // Never shown, never sent: the value is not in the message either. A masked value (a registry
+    // credential the step may use) counts too: status.image is read by anyone who can read Builds.
+    if (redact(text) !== text) throw invalid(type, name, 'holds a secret of this run (a credential or a masked value): it is not reported');
     return text;
   } finally {
     await handle.close();

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { silentLogger } from '../lib/log.js';
 import { collectingStepOptions, taskFailure } from './support/steps.js';
-import { registerSecret } from '../lib/secrets.js';
+import { registerMaskedValue, registerSecret } from '../lib/secrets.js';
 import { runStep, TailBuffer, type StepOptions, type StepSpec } from '../lib/steps.js';
 
 /** A service-account-token-sized secret (a JWT is ~900 characters), unique to this file. */
@@ -154,7 +154,14 @@ describe('a hostile results folder fails the step with InvalidResult', () => {
   test('a value holding a registered secret: refused, the secret not shown', async () => {
     const err = await failure(run({ type: 'Push', command: `printf 'registry.example.com/app:1?auth=%s' '${TOKEN}' > "$SPOT_RESULTS_DIR/image-url"` }));
     assert.equal(err.reason, 'InvalidResult');
-    assert.equal(err.message, "Push's result file image-url holds a secret of this run (a credential): it is not reported");
+    assert.equal(err.message, "Push's result file image-url holds a secret of this run (a credential or a masked value): it is not reported");
+  });
+
+  test('a value holding a masked value (--mask-env, a registry credential): refused too', async () => {
+    registerMaskedValue('registry-auth-value-31337');
+    const err = await failure(run({ type: 'Push', command: `echo 'registry.example.com/app:1#registry-auth-value-31337' > "$SPOT_RESULTS_DIR/image-url"` }));
+    assert.equal(err.reason, 'InvalidResult');
+    assert.ok(!err.message.includes('registry-auth-value-31337'), err.message);
   });
 
   test('the results folder swapped for a link to another folder: nothing in it is read', async () => {
