@@ -321,7 +321,10 @@ class Run {
   reportSignal(): AbortSignal {
     if (!this.signal.aborted) return this.signal;
     if (!this.#reportSignal) {
-      const reserve = Math.min(500, this.graceMs / 10);
+      // What the caller needs after the report gives up (stop the step's process group, write
+      // the termination message, exit): a quarter of the grace period, at most 1 s. A tenth
+      // (200 ms of a 2 s grace) was outrun by a loaded machine, and the exit was forced instead.
+      const reserve = Math.min(1_000, this.graceMs / 4);
       this.#reportSignal = AbortSignal.timeout(Math.max(1, this.#stoppedAt! + this.graceMs - reserve - Date.now()));
     }
     return this.#reportSignal;
