@@ -402,16 +402,18 @@ const terminationMessage: Scenario = {
 const buildTimeout: Scenario = {
   id: 'build-timeout',
   suite: 'reliability',
-  title: '--timeout 1 (the whole build\'s deadline) passes during a step: the step is stopped, Error/Timeout, phase Errored, exit 1',
+  title: '--timeout 3 (the whole build\'s deadline) passes during the second step: the step is stopped, Error/Timeout, phase Errored, exit 1',
   timeoutMs: 30_000,
   async run(ctx) {
-    await ctx.run('--timeout 1', async (r) => {
+    await ctx.run('--timeout 3', async (r) => {
       const server = await r.server();
-      const res = await r.cli(server, ['--timeout', '1', '--step', 'Fetching Source=true', '--step', 'Building Image=sleep 30', '--step', 'Pushing Image=echo never-runs']);
+      // 3 s, not 1: the deadline counts from the start, and on a loaded machine start-up and the
+      // first step alone have taken over a second, so the deadline passed during the wrong step.
+      const res = await r.cli(server, ['--timeout', '3', '--step', 'Fetching Source=true', '--step', 'Building Image=sleep 30', '--step', 'Pushing Image=echo never-runs']);
       assert.equal(res.code, 1, res.stderr);
-      assert.ok(res.ms < 5_000, `took ${res.ms} ms: the build's 1 s, not the step's 30 s`);
+      assert.ok(res.ms < 10_000, `took ${res.ms} ms: the build's 3 s, not the step's 30 s`);
       assert.ok(!res.stdout.includes('never-runs'), 'step 3 never ran');
-      const message = /^Building Image failed after \d+\.\ds: the build's timeout of 1s passed and the step was stopped$/;
+      const message = /^Building Image failed after \d+\.\ds: the build's timeout of 3s passed and the step was stopped$/;
       expectBuild(server.api.getBuild('default', 'b1'), {
         phase: 'Errored',
         conditions: [['Fetching Source', 'Success', 'Succeeded'], ['Building Image', 'Error', 'Timeout', message], ['Pushing Image', '']],
