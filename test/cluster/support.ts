@@ -62,10 +62,16 @@ export async function eventsIn(cluster: Cluster, ns: string): Promise<StoredEven
   return list.items.sort((a, b) => String(a.metadata.creationTimestamp).localeCompare(String(b.metadata.creationTimestamp)) || a.metadata.name.localeCompare(b.metadata.name));
 }
 
+/**
+ * The one audit event per request that says how it ended: ResponseComplete, or, for a request
+ * refused by authentication (which never gets that far), its ResponseStarted event.
+ */
+export const finalAuditEvent = (e: AuditEvent) => e.stage === 'ResponseComplete' || (e.stage === 'ResponseStarted' && e.responseStatus?.code === 401);
+
 /** `VERB resource[/subresource] CODE` of the audit events that `match`, in order. */
 export function requestLines(events: AuditEvent[], match: (e: AuditEvent) => boolean): string[] {
   return events
-    .filter((e) => e.stage === 'ResponseComplete' && match(e))
+    .filter((e) => finalAuditEvent(e) && match(e))
     .map((e) => `${e.verb} ${e.objectRef?.resource ?? e.requestURI}${e.objectRef?.subresource ? `/${e.objectRef.subresource}` : ''} ${e.responseStatus?.code}`);
 }
 
