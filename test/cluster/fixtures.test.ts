@@ -10,7 +10,7 @@
 import { strict as assert } from 'node:assert';
 import { readdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { differences, FIXTURES_DIR, loadFixture, type Exchange } from '../support/fixtures.js';
+import { FIXTURES_DIR, loadFixture, type Exchange } from '../support/fixtures.js';
 import { startCluster, type Cluster } from './harness.js';
 import { recordFixtures, SCENARIOS, SOURCE, type Recorded } from './record.js';
 
@@ -24,6 +24,20 @@ before(async () => {
 after(async () => {
   await cluster?.stop();
 });
+
+/** Where `got` differs from `want`, one line per difference, with a JSON-pointer-ish path. */
+function exactDifferences(want: unknown, got: unknown, at = ''): string[] {
+  const show = (v: unknown) => (v === undefined ? 'nothing' : JSON.stringify(v).slice(0, 200));
+  if (typeof want !== typeof got || Array.isArray(want) !== Array.isArray(got) || (want === null) !== (got === null)) {
+    return [`${at || '/'}: committed ${show(want)}, the server now gives ${show(got)}`];
+  }
+  if (want && typeof want === 'object') {
+    const a = want as Record<string, unknown>;
+    const b = got as Record<string, unknown>;
+    return [...new Set([...Object.keys(a), ...Object.keys(b)])].flatMap((k) => exactDifferences(a[k], b[k], `${at}/${k}`));
+  }
+  return Object.is(want, got) ? [] : [`${at || '/'}: committed ${show(want)}, the server now gives ${show(got)}`];
+}
 
 /** What the comparison covers: the exchange without its comment. */
 const essence = (e: Exchange) => ({ request: e.request, reply: e.reply, error: e.error, source: e.source });
@@ -39,9 +53,9 @@ test('every recorded fixture still matches what the real server answers', () => 
       continue;
     }
     for (let i = 0; i < got.length; i++) {
-      // differences() reads placeholders in its first argument; recorded values are plain, so compare both ways.
-      const diff = [...differences(want[i], got[i]), ...differences(got[i], want[i])];
-      if (diff.length > 0) problems.push(`${r.name} #${i + 1} (${got[i]!.request.method} ${got[i]!.reply?.status}):\n    ${[...new Set(diff)].join('\n    ')}`);
+      // Both sides are normalized the same way (placeholders included): they must be equal, value for value.
+      const diff = exactDifferences(want[i], got[i]);
+      if (diff.length > 0) problems.push(`${r.name} #${i + 1} (${got[i]!.request.method} ${got[i]!.reply?.status}):\n    ${diff.join('\n    ')}`);
     }
   }
   assert.deepEqual(problems, [], `committed fixtures differ from the real server (run \`npm run fixtures:record\` and review the diff):\n${problems.join('\n')}`);

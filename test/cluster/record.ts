@@ -171,8 +171,14 @@ export const SCENARIOS: Scenario[] = [
     name: 'update-build-status-conflict-exhausted',
     async run(ctx) {
       await ctx.seed(RUNNING);
-      const statuses = operatorStatuses('update-build-status-conflict-exhausted');
-      beforePatches(ctx, [...statuses, { ...statuses.at(-1)!, pod: { namespace: NS, name: POD } }].map((s) => () => ctx.operatorWrites(s)));
+      // The operator keeps touching the Build (an annotation on the main resource): the status
+      // stays as it was, but every write moves the resourceVersion, so each of our patches is stale.
+      beforePatches(ctx, [1, 2].map((n) => () => ctx.cluster.http.expect({
+        method: 'PATCH',
+        path: buildPath(NS, 'b1'),
+        contentType: 'application/merge-patch+json',
+        body: { metadata: { annotations: { 'spot.release.com/reconciled': String(n) } } },
+      }).then(() => {})));
       await (await ctx.client()).updateBuildStatus(ref, succeeded, { maxAttempts: 2 }).catch(() => {});
     },
   },
@@ -311,6 +317,8 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
   const out: Recorded[] = [];
   for (const scenario of [...SCENARIOS, CRD_MISSING].filter((s) => !only || only.includes(s.name))) {
     const sa = await cluster.serviceAccountFolder(NS, 'spot-builder');
+    // The token the server issued (a scenario may write other ones into the folder).
+    const issued = sa.token;
     let seeded: StoredBuild | undefined;
     const agents: Agent[] = [];
     const clients: SpotClient[] = [];
@@ -349,7 +357,7 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
       await recorder.close();
       for (const a of agents) await a.close();
     }
-    const tokens = new Map<string, string>([[sa.token, ctx.tokenName]]);
+    const tokens = new Map<string, string>([[issued, ctx.tokenName]]);
     if (ctx.folder !== sa) tokens.set(ctx.folder.token, 'test-token');
     const exchanges = normalize(recorder.exchanges as RawExchange[], {
       tokens,
