@@ -93,13 +93,14 @@ export const ROUTE_NOT_FOUND = failure(404, 'NotFound', 'the server could not fi
 const PATCH_REJECTED = failure(422, 'Invalid', 'the server rejected our request due to an error in our request', {});
 
 /** responsewriters.Forbidden: the authorizer's refusal, naming who asked for what, and where. */
-export function forbidden(user: string, route: Route): ApiError {
-  const { resource, name, namespace, verb } = route;
-  const subject = name ? `${resource.qualifiedResource} "${name}"` : resource.qualifiedResource;
+export function forbidden(user: string, request: RequestAttributes): ApiError {
+  const { group, resource, subresource, name, namespace, verb } = request;
+  const qualified = group ? `${resource}.${group}` : resource;
+  const subject = name ? `${qualified} "${name}"` : qualified;
   const message =
-    `${subject} is forbidden: User "${user}" cannot ${verb} resource "${resourceName(route)}" ` +
-    `in API group "${resource.group}" in the namespace "${namespace}"`;
-  return fail(failure(403, 'Forbidden', message, resourceDetails(resource, name)));
+    `${subject} is forbidden: User "${user}" cannot ${verb} resource "${subresource ? `${resource}/${subresource}` : resource}" ` +
+    `in API group "${group}" in the namespace "${namespace}"`;
+  return fail(failure(403, 'Forbidden', message, details({ name, group, kind: resource })));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ const required = (field: string, detail = ''): FieldError => ({
   body: detail ? `Required value: ${detail}` : 'Required value',
 });
 
-/** `shown` is the bad value as Go prints it: quoted for strings, `0x0` for a zero resourceVersion. */
+/** `shown` is the bad value as Go prints it: quoted for strings, `0` for a zero resourceVersion. */
 const invalidValue = (field: string, shown: string, detail: string): FieldError => ({
   type: 'FieldValueInvalid',
   field,
@@ -156,11 +157,17 @@ function jsonType(value: unknown): string {
   return typeof value;
 }
 
+/**
+ * The name kube-openapi's validator gives a field in "... in body ...": status writes validate the
+ * status object on its own (ValidateStatusUpdate), so there the path starts below `status`.
+ */
+const inBody = (field: string) => field.replace(/^status\./, '');
+
 /** How apiextensions reports an OpenAPI type mismatch (InvalidTypeCode → field.TypeInvalid). */
 const typeInvalid = (field: string, value: unknown, expected: string): FieldError => ({
   type: 'FieldValueTypeInvalid',
   field,
-  body: `Invalid value: "${jsonType(value)}": ${field} in body must be of type ${expected}: "${jsonType(value)}"`,
+  body: `Invalid value: "${jsonType(value)}": ${inBody(field)} in body must be of type ${expected}: "${jsonType(value)}"`,
 });
 
 /** utilerrors aggregate: one message as is, several deduplicated inside brackets. */
@@ -185,7 +192,7 @@ const invalidObject = (resource: ResourceInfo, name: string, errors: readonly Fi
 /** store.go: custom resources do not allow unconditional updates. */
 const resourceVersionRequired = (resource: ResourceInfo, name: string) =>
   invalid(resource.qualifiedResource, resource.group, resource.plural, name, [
-    invalidValue('metadata.resourceVersion', '0x0', 'must be specified for an update'),
+    invalidValue('metadata.resourceVersion', '0', 'must be specified for an update'),
   ]);
 
 // ---------------------------------------------------------------------------------------------
@@ -274,6 +281,8 @@ interface ResourceInfo {
   nameErrors(name: string): string[];
   /** The kind's own validation, run on create and on every update (422). */
   validate(object: KubeObject): FieldError[];
+  /** The object as the server writes it out: key order, and fields Go never omits. */
+  present(object: KubeObject): KubeObject;
 }
 
 const JSON_PATCH = 'application/json-patch+json';
@@ -381,14 +390,18 @@ function matchesType(value: unknown, type: Schema['type']): boolean {
   return typeof value === 'string';
 }
 
-/** Go's %#v of the list-map key a duplicate entry repeats, as field.Duplicate prints it. */
-function goMapLiteral(entry: JsonObject, keys: readonly string[]): string {
-  return `map[string]interface {}{${keys.map((k) => `${quote(k)}:${quote(entry[k])}`).join(', ')}}`;
+/** The list-map key a duplicate entry repeats, as field.Duplicate prints it (as JSON since 1.3x). */
+function mapKeyLiteral(entry: JsonObject, keys: readonly string[]): string {
+  return `{${keys.map((k) => `${quote(k)}:${quote(entry[k])}`).join(',')}}`;
 }
 
 /** kube-openapi's validator, as apiextensions turns its findings into field errors. */
 function schemaErrors(value: unknown, schema: Schema, path: string): FieldError[] {
-  if (!matchesType(value, schema.type)) return [typeInvalid(path, value, schema.type)];
+  if (!matchesType(value, schema.type)) {
+    // The validator goes on to the enum with the mistyped value (5 is not "Running" either).
+    const enumError = schema.enum && !schema.enum.includes(value as string) ? [notSupported(path, value, schema.enum)] : [];
+    return [typeInvalid(path, value, schema.type), ...enumError];
+  }
   if (typeof value === 'string') return stringErrors(value, schema, path);
   if (Array.isArray(value)) return arrayErrors(value, schema, path);
   return objectErrors(value as JsonObject, schema, path);
@@ -397,10 +410,11 @@ function schemaErrors(value: unknown, schema: Schema, path: string): FieldError[
 function stringErrors(value: string, schema: Schema, path: string): FieldError[] {
   if (schema.enum && !schema.enum.includes(value)) return [notSupported(path, value, schema.enum)];
   if (schema.minLength !== undefined && value.length < schema.minLength) {
-    return [invalidValue(path, quote(value), `${path} in body should be at least ${schema.minLength} chars long`)];
+    return [invalidValue(path, quote(value), `${inBody(path)} in body should be at least ${schema.minLength} chars long`)];
   }
   if (schema.format === 'date-time' && !DATE_TIME.test(value)) {
-    return [invalidValue(path, quote(value), `${path} in body must be of type date-time: ${quote(value)}`)];
+    // A format failure is reported as a type error (InvalidTypeCode), like a wrong JSON type.
+    return [{ ...invalidValue(path, quote(value), `${inBody(path)} in body must be of type date-time: ${quote(value)}`), type: 'FieldValueTypeInvalid' }];
   }
   return [];
 }
@@ -413,7 +427,7 @@ function arrayErrors(items: readonly JsonValue[], schema: Schema, path: string):
     items.forEach((item, i) => {
       if (!isJsonObject(item)) return;
       const key = JSON.stringify(keys.map((k) => item[k]));
-      if (seen.has(key)) errors.push({ type: 'FieldValueDuplicate', field: `${path}[${i}]`, body: `Duplicate value: ${goMapLiteral(item, keys)}` });
+      if (seen.has(key)) errors.push({ type: 'FieldValueDuplicate', field: `${path}[${i}]`, body: `Duplicate value: ${mapKeyLiteral(item, keys)}` });
       seen.add(key);
     });
   }
@@ -486,7 +500,15 @@ const BUILDS: ResourceInfo = {
   nameErrors: dns1123SubdomainErrors,
   prune: (object) => pruneNulls(object, BUILD_SCHEMA),
   validate: (object) => [...buildTypeMetaErrors(object), ...schemaErrors(object, BUILD_SCHEMA, '')],
+  // A custom resource is unstructured JSON (map[string]interface{}): encoding/json sorts every map's keys.
+  present: (object) => sortKeys(object) as KubeObject,
 };
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (!isJsonObject(value)) return value;
+  return Object.fromEntries(Object.keys(value).sort().map((key) => [key, sortKeys(value[key])]));
+}
 
 // ---------------------------------------------------------------------------------------------
 // core/v1 events
@@ -599,7 +621,29 @@ const EVENTS: ResourceInfo = {
   prune: () => undefined,
   nameErrors: pathSegmentErrors,
   validate: eventErrors,
+  present: presentEvent,
 };
+
+/** core/v1 Event's fields in Go's order; eventTime (metav1.MicroTime, not omitempty) is written as null when unset. */
+const EVENT_FIELD_ORDER = [
+  'kind', 'apiVersion', 'metadata', 'involvedObject', 'reason', 'message', 'source', 'firstTimestamp', 'lastTimestamp',
+  'count', 'type', 'eventTime', 'series', 'action', 'related', 'reportingComponent', 'reportingInstance',
+];
+
+const OBJECT_REFERENCE_ORDER = ['kind', 'namespace', 'name', 'uid', 'apiVersion', 'resourceVersion', 'fieldPath'];
+
+function inOrder(fields: Record<string, unknown>, order: readonly string[]): Record<string, unknown> {
+  const ordered: Record<string, unknown> = {};
+  for (const key of order) if (Object.hasOwn(fields, key)) ordered[key] = fields[key];
+  for (const [key, value] of Object.entries(fields)) if (!Object.hasOwn(ordered, key)) ordered[key] = value;
+  return ordered;
+}
+
+function presentEvent(event: KubeObject): KubeObject {
+  const fields: Record<string, unknown> = { ...event, eventTime: event.eventTime ?? null };
+  if (isJsonObject(fields.involvedObject)) fields.involvedObject = inOrder(fields.involvedObject, OBJECT_REFERENCE_ORDER);
+  return inOrder(fields, EVENT_FIELD_ORDER) as KubeObject;
+}
 
 // =============================================================================================
 // Routing and authorization
@@ -670,18 +714,57 @@ function withVerb(verb: Verb | undefined, target: Omit<Route, 'verb'>): Route | 
   return verb ? { ...target, verb } : undefined;
 }
 
-function resourceName(route: Route): ResourceName {
-  return (route.subresource ? `${route.resource.plural}/${route.subresource}` : route.resource.plural) as ResourceName;
+/**
+ * What the authorizer sees of a request (RequestInfoFactory): parsed from any /api or /apis path,
+ * whether or not this server serves it, because kube-apiserver authorizes before it routes.
+ */
+export interface RequestAttributes {
+  verb: string;
+  group: string;
+  version: string;
+  resource: string;
+  subresource?: string;
+  name?: string;
+  namespace: string;
 }
 
-export function allows(rules: readonly PermissionRule[], route: Route): boolean {
-  const resource = resourceName(route);
+/** Namespaced resource requests only; anything else (discovery, cluster-scoped) is undefined. */
+export function requestAttributes(method: string, path: string): RequestAttributes | undefined {
+  const segments = decodeSegments(path);
+  if (!segments) return undefined;
+  const [root, ...rest] = segments;
+  const groupVersion = root === 'api' ? ['', ...rest.slice(0, 1)] : root === 'apis' ? rest.slice(0, 2) : undefined;
+  if (!groupVersion || groupVersion.length < 2) return undefined;
+  const [, namespaces, namespace, resource, name, subresource, ...extra] = root === 'api' ? ['', ...rest] : rest.slice(1);
+  if (namespaces !== 'namespaces' || !namespace || !resource || extra.length > 0) return undefined;
+  const verbs: Record<string, string> = { GET: name ? 'get' : 'list', POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: name ? 'delete' : 'deletecollection' };
+  const verb = verbs[method];
+  if (!verb) return undefined;
+  return { verb, group: groupVersion[0]!, version: groupVersion[1]!, resource, namespace, ...(name ? { name } : {}), ...(subresource ? { subresource } : {}) };
+}
+
+/** The group each resource a rule can name lives in (rules here name resources, not groups). */
+const RULE_GROUPS: Readonly<Record<string, string>> = { builds: BUILD_GROUP, events: '' };
+
+export function allows(rules: readonly PermissionRule[], request: RequestAttributes): boolean {
+  const resource = request.subresource ? `${request.resource}/${request.subresource}` : request.resource;
   return rules.some(
     (rule) =>
-      (rule.verbs === '*' || rule.verbs.includes(route.verb)) &&
-      (rule.resources === '*' || rule.resources.includes(resource)) &&
-      (rule.namespaces === undefined || rule.namespaces.includes(route.namespace)),
+      (rule.verbs === '*' || (rule.verbs as readonly string[]).includes(request.verb)) &&
+      (rule.resources === '*' || (RULE_GROUPS[request.resource] === request.group && (rule.resources as readonly string[]).includes(resource))) &&
+      (rule.namespaces === undefined || rule.namespaces.includes(request.namespace)),
   );
+}
+
+/** The attributes of a routed request. */
+export function routeAttributes(route: Route): RequestAttributes {
+  const { resource, namespace, name, subresource, verb } = route;
+  return { verb, group: resource.group, version: resource.version, resource: resource.plural, namespace, ...(name ? { name } : {}), ...(subresource ? { subresource } : {}) };
+}
+
+/** Groups with an API installed here: a route missing inside one is a Status 404, elsewhere Go's plain "404 page not found". */
+export function servesGroup(group: string): boolean {
+  return group === '' || group === BUILD_GROUP;
 }
 
 // =============================================================================================
@@ -714,8 +797,9 @@ class Store {
     this.revision += 1;
     object.metadata.resourceVersion = String(this.revision);
     object.metadata = orderMetadata(object.metadata);
-    this.table(resource).set(`${object.metadata.namespace}/${object.metadata.name}`, object);
-    return object;
+    const stored = resource.present(object);
+    this.table(resource).set(`${stored.metadata.namespace}/${stored.metadata.name}`, stored);
+    return stored;
   }
 
   delete(resource: ResourceInfo, namespace: string, name: string): boolean {
@@ -945,6 +1029,8 @@ export class Registry {
     const next = route.subresource === 'status' ? withStatusFrom(current, candidate) : prepareMainUpdate(resource, current, candidate);
     const errors = resource.validate(next);
     if (errors.length > 0) throw invalidObject(resource, name, errors);
+    // GuaranteedUpdate writes nothing when the object did not change: no new resourceVersion.
+    if (deepEqual({ ...next, metadata: { ...next.metadata, resourceVersion: undefined } }, { ...current, metadata: { ...current.metadata, resourceVersion: undefined } })) return current;
     return this.store.put(resource, next);
   }
 
@@ -993,10 +1079,10 @@ function applyPatch(patchType: string, current: KubeObject, raw: Buffer): JsonVa
       let patch: unknown;
       try {
         patch = JSON.parse(text);
-      } catch {
-        throw badRequest('Invalid JSON Patch'); // evanphx/json-patch ErrBadJSONPatch
+      } catch (error) {
+        throw patchDecodeError(goJsonError(error, text));
       }
-      if (!isJsonObject(patch)) throw badRequest('Invalid JSON Patch');
+      if (!isJsonObject(patch)) throw patchDecodeError(`json: cannot unmarshal ${goJsonType(patch)} into Go value of type map[string]interface {}`);
       return applyMergePatch(asJson(current), patch);
     }
     default:
@@ -1006,19 +1092,33 @@ function applyPatch(patchType: string, current: KubeObject, raw: Buffer): JsonVa
 
 const MAX_JSON_PATCH_OPERATIONS = 10000;
 
+/** patch.go decodes every patch body with encoding/json first and says so. */
+const patchDecodeError = (why: string) => badRequest(`error decoding patch: ${why}`);
+
+/** encoding/json's wording for the syntax errors JSON.parse reports (the common ones exactly). */
+function goJsonError(error: unknown, text: string): string {
+  const message = (error as Error).message;
+  if (/Unexpected end of JSON input/i.test(message)) return 'unexpected end of JSON input';
+  const at = /at position (\d+)/.exec(message);
+  const char = at ? text.charAt(Number(at[1])) : '';
+  if (char && /Expected property name/.test(message)) return `invalid character '${char}' looking for beginning of object key string`;
+  if (char) return `invalid character '${char}' looking for beginning of value`;
+  return message.charAt(0).toLowerCase() + message.slice(1);
+}
+
 function applyJsonPatchBody(document: JsonObject, text: string): JsonValue {
   let operations: unknown;
   try {
     operations = JSON.parse(text);
   } catch (error) {
-    throw badRequest((error as Error).message);
+    throw patchDecodeError(goJsonError(error, text));
   }
   if (!Array.isArray(operations)) {
-    throw badRequest(`json: cannot unmarshal ${goJsonType(operations)} into Go value of type []handlers.jsonPatchOp`);
+    throw patchDecodeError(`json: cannot unmarshal ${goJsonType(operations)} into Go value of type []handlers.jsonPatchOp`);
   }
   const notObject = operations.find((op) => !isJsonObject(op));
   if (notObject !== undefined) {
-    throw badRequest(`json: cannot unmarshal ${goJsonType(notObject)} into Go value of type handlers.jsonPatchOp`);
+    throw patchDecodeError(`json: cannot unmarshal ${goJsonType(notObject)} into Go value of type handlers.jsonPatchOp`);
   }
   if (operations.length > MAX_JSON_PATCH_OPERATIONS) {
     throw entityTooLarge(`The allowed maximum operations in a JSON patch is ${MAX_JSON_PATCH_OPERATIONS}, got ${operations.length}`);

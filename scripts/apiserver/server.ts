@@ -32,6 +32,9 @@ import { deepCopy } from './json-patch.js';
 import {
   allows,
   ApiError,
+  requestAttributes,
+  routeAttributes,
+  servesGroup,
   details,
   fail,
   failure,
@@ -630,14 +633,21 @@ class LocalApiServer implements ApiServer {
     this.registry.writeStatus(route.namespace, route.name, status);
   }
 
-  /** Authentication, routing, authorization, then the verb; every refusal is a Status. */
+  /** Authentication, authorization, routing, then the verb; every refusal is a Status but one. */
   private respond(entry: RequestLogEntry, req: IncomingMessage, url: URL, body: RequestBody): Reply {
     try {
       const identity = this.authenticate(req.headers.authorization);
       entry.identity = identity.user;
+      const rules = identity.rules ?? BUILD_POD_RULES;
       const route = parseRoute(entry.method, entry.path);
-      if (!route) throw fail(ROUTE_NOT_FOUND);
-      if (!allows(identity.rules ?? BUILD_POD_RULES, route)) throw forbidden(identity.user, route);
+      // kube-apiserver authorizes before it routes: what nobody granted is 403 whether it exists or not.
+      const attributes = route ? routeAttributes(route) : requestAttributes(entry.method, entry.path);
+      if (attributes && !allows(rules, attributes)) throw forbidden(identity.user, attributes);
+      if (!route) {
+        // A group with no API installed (a CRD that is not there) falls through to Go's mux.
+        if (attributes && !servesGroup(attributes.group)) return { status: 404, contentType: 'text/plain; charset=utf-8', body: '404 page not found\n', headers: { 'X-Content-Type-Options': 'nosniff' } };
+        throw fail(ROUTE_NOT_FOUND);
+      }
       const { status, value } = this.registry.handle(route, { query: url.searchParams, contentType: req.headers['content-type'], body: body.data });
       return jsonReply(status, value);
     } catch (error) {
@@ -646,10 +656,16 @@ class LocalApiServer implements ApiServer {
     }
   }
 
-  /** The bearer authenticator: `Bearer <token>`, scheme case-insensitive; anything else is 401. */
+  /**
+   * The bearer authenticator (bearertoken.go): `Bearer <token>`, scheme case-insensitive; a token
+   * nobody issued is 401. A request that presents no bearer token at all (no header, another
+   * scheme, an empty token) is the anonymous user, on by default in kube-apiserver, who may do
+   * nothing here: 403.
+   */
   private authenticate(header: string | undefined): Identity {
-    const [scheme, token] = (header ?? '').split(' ');
-    const identity = scheme?.toLowerCase() === 'bearer' && token ? this.identities.get(token) : undefined;
+    const [scheme, token] = (header ?? '').trim().split(' ');
+    if (scheme?.toLowerCase() !== 'bearer' || !token) return { user: 'system:anonymous', rules: [] };
+    const identity = this.identities.get(token);
     if (!identity) throw fail(UNAUTHORIZED);
     return identity;
   }

@@ -26,6 +26,8 @@ export interface KubeRequest {
   contentType?: string;
   /** Act as this bearer token instead of the admin certificate. */
   token?: string;
+  /** Send no credentials at all. */
+  anonymous?: boolean;
   headers?: Record<string, string>;
 }
 
@@ -52,7 +54,7 @@ export class KubeHttp {
       method: req.method as 'GET',
       headers,
       body: payload,
-      dispatcher: req.token !== undefined ? this.#anonymous : this.#admin,
+      dispatcher: req.token !== undefined || req.anonymous ? this.#anonymous : this.#admin,
     });
     const text = await res.body.text();
     const out: Record<string, string> = {};
