@@ -118,6 +118,10 @@ export async function buildBinaries(log: (line: string) => void = () => {}): Pro
       child.on('close', (code, signal) => (code === 0 ? resolve() : reject(new Error(`go build failed (${signal ?? `exit ${code}`}); its output is above`))));
     });
     await rename(tmp, dir);
+    // Binaries of earlier pins or mains are ~190 MB each and never used again.
+    for (const entry of readdirSync(CACHE_ROOT)) {
+      if (join(CACHE_ROOT, entry) !== dir && !entry.includes('.tmp-')) await rm(join(CACHE_ROOT, entry), { recursive: true, force: true });
+    }
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }

@@ -10,13 +10,14 @@ import { strict as assert } from 'node:assert';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe } from 'node:test';
 import { createClient, runTasks, type Task } from '../../lib/index.js';
 import { startCluster, type Cluster, type KubeObject, type ServiceAccountFolder } from './harness.js';
 import {
   assertOneErrorLine,
   assertOurEvents,
   buildPath,
+  clusterTest,
   conditionRows,
   createBuild,
   eventsIn,
@@ -42,17 +43,6 @@ after(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
 
-/** A failing case shows the end of the API server's and etcd's logs with its own error. */
-function clusterTest(name: string, fn: () => Promise<void>, options: { todo?: string } = {}): void {
-  test(name, options, async () => {
-    try {
-      await fn();
-    } catch (err) {
-      if (err instanceof Error) err.message += `\n${cluster.logs(25)}`;
-      throw err;
-    }
-  });
-}
 
 /** deploy/rbac.yaml into `ns` (its objects moved there from `default`) and a folder with a fresh bound token. */
 async function builder(ns: string, transform?: (o: KubeObject) => KubeObject | undefined): Promise<ServiceAccountFolder> {
@@ -76,7 +66,7 @@ const HAPPY_REQUESTS = ['get builds 200', 'patch builds/status 200', 'create eve
 
 describe('1. success and failure', () => {
   for (const entry of ['bundle', 'tsx'] as Entry[]) {
-    clusterTest(`three steps and an image result (${entry}): exit 0, phase Done, status.image stored, 1 GET + 4 merge patches + 2 events`, async () => {
+    clusterTest(() => cluster, `three steps and an image result (${entry}): exit 0, phase Done, status.image stored, 1 GET + 4 merge patches + 2 events`, async () => {
       const ns = `success-${entry}`;
       const sa = await builder(ns);
       const created = await createBuild(cluster, ns, 'b1');
@@ -114,7 +104,7 @@ describe('1. success and failure', () => {
     });
   }
 
-  clusterTest('the second step fails: exit 1, Errored, its condition and a Warning event carry the exit code and stderr, step 3 never runs', async () => {
+  clusterTest(() => cluster, 'the second step fails: exit 1, Errored, its condition and a Warning event carry the exit code and stderr, step 3 never runs', async () => {
     const ns = 'failure';
     const sa = await builder(ns);
     await createBuild(cluster, ns, 'b1');
@@ -152,7 +142,7 @@ describe('1. success and failure', () => {
     ]);
   });
 
-  clusterTest('the library in-process (createClient in-cluster + runTasks): Done, results stored, the same requests', async () => {
+  clusterTest(() => cluster, 'the library in-process (createClient in-cluster + runTasks): Done, results stored, the same requests', async () => {
     const ns = 'library';
     const sa = await builder(ns);
     await createBuild(cluster, ns, 'b1');
@@ -178,7 +168,7 @@ describe('1. success and failure', () => {
 });
 
 describe('2. a concurrent writer', () => {
-  clusterTest('the operator replaces the status (status.pod) between our writes: a real 409, re-read, re-applied; both survive', async () => {
+  clusterTest(() => cluster, 'the operator replaces the status (status.pod) between our writes: a real 409, re-read, re-applied; both survive', async () => {
     const ns = 'conflict';
     const sa = await builder(ns);
     await createBuild(cluster, ns, 'b1');
@@ -224,7 +214,7 @@ describe('2. a concurrent writer', () => {
 });
 
 describe('3. least privilege', () => {
-  clusterTest('the service account can do exactly what the Role in deploy/rbac.yaml grants, and nothing else', async () => {
+  clusterTest(() => cluster, 'the service account can do exactly what the Role in deploy/rbac.yaml grants, and nothing else', async () => {
     const ns = 'privilege';
     const objects = await cluster.applyDeploy(['deploy/rbac.yaml'], { namespaces: { default: ns } });
     const role = objects.find((o) => o.kind === 'Role')!;
@@ -263,7 +253,7 @@ describe('3. least privilege', () => {
     }
   });
 
-  clusterTest('a Role without events: the run still ends Done; the event POSTs were refused (403) and nothing else', async () => {
+  clusterTest(() => cluster, 'a Role without events: the run still ends Done; the event POSTs were refused (403) and nothing else', async () => {
     const ns = 'noevents';
     const sa = await builder(ns, (o) => (o.kind === 'Role' ? { ...o, rules: (o.rules as Array<{ resources: string[] }>).filter((r) => !r.resources.includes('events')) } : o));
     await createBuild(cluster, ns, 'b1');
@@ -279,7 +269,7 @@ describe('3. least privilege', () => {
 });
 
 describe('4. token rotation', () => {
-  clusterTest('the kubelet swaps in a new token and the old one is revoked (its Secret deleted): one real 401, the file is re-read, the run goes on', async () => {
+  clusterTest(() => cluster, 'the kubelet swaps in a new token and the old one is revoked (its Secret deleted): one real 401, the file is re-read, the run goes on', async () => {
     const ns = 'rotation';
     await cluster.applyDeploy(['deploy/rbac.yaml'], { namespaces: { default: ns } });
     for (const name of ['token-owner-1', 'token-owner-2']) {
@@ -326,7 +316,7 @@ describe('4. token rotation', () => {
 });
 
 describe('5. interruptions', () => {
-  clusterTest('SIGTERM during a step: exit 143, the step Error/Terminated, phase Errored, a Warning event', async () => {
+  clusterTest(() => cluster, 'SIGTERM during a step: exit 143, the step Error/Terminated, phase Errored, a Warning event', async () => {
     const ns = 'sigterm';
     const sa = await builder(ns);
     await createBuild(cluster, ns, 'b1');
@@ -357,7 +347,7 @@ describe('5. interruptions', () => {
     ]);
   });
 
-  clusterTest('the Build is deleted during a step: the next write gets a real 404, exit 3 with one clear line', async () => {
+  clusterTest(() => cluster, 'the Build is deleted during a step: the next write gets a real 404, exit 3 with one clear line', async () => {
     const ns = 'deleted';
     const sa = await builder(ns);
     await createBuild(cluster, ns, 'b1');
@@ -382,7 +372,7 @@ describe('5. interruptions', () => {
 });
 
 describe('6. the Spot operator\'s layout', () => {
-  clusterTest('the builder\'s service account in spot-system, the Build in a workspace namespace: status and events go to the Build\'s namespace', async () => {
+  clusterTest(() => cluster, 'the builder\'s service account in spot-system, the Build in a workspace namespace: status and events go to the Build\'s namespace', async () => {
     const workspace = 'workspace-a';
     await cluster.applyDeploy(['deploy/rbac.yaml'], operatorLayout(workspace));
     const sa = await cluster.serviceAccountFolder('spot-system', 'spot-builder');

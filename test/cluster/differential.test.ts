@@ -10,11 +10,11 @@
  * that no longer shows fails too, so the list stays true.
  */
 import { strict as assert } from 'node:assert';
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import { DEPLOY_ROLE_RULES, startApiServer, type ApiServer } from '../../scripts/apiserver/server.js';
 import { startCluster, type Cluster, type ServiceAccountFolder } from './harness.js';
 import { KubeHttp, type KubeReply } from './kube.js';
-import { buildPath, createBuild } from './support.js';
+import { buildPath, clusterTest, createBuild } from './support.js';
 
 const NS = 'diff';
 const STATUS = `${buildPath(NS, 'b1')}/status`;
@@ -250,7 +250,7 @@ function compare(real: KubeReply, standin: KubeReply, before: Array<string | und
   return out;
 }
 
-test('the same requests, the same answers: real kube-apiserver and the stand-in', { timeout: 120_000 }, async () => {
+clusterTest(() => cluster, 'the same requests, the same answers: real kube-apiserver and the stand-in', async () => {
   const targets = [realTarget(), standInTarget()];
   const found: string[] = [];
   let rvs: Array<{ rv: string; stale: string }> = [];
@@ -279,4 +279,4 @@ test('the same requests, the same answers: real kube-apiserver and the stand-in'
   const gone = Object.keys(KNOWN).filter((k) => !found.some((line) => line.startsWith(k)));
   assert.deepEqual(unexplained, [], `the stand-in answers differently from kube-apiserver:\n${unexplained.join('\n')}`);
   assert.deepEqual(gone, [], 'KNOWN lists differences that no longer show: remove them');
-});
+}, { timeout: 120_000 });

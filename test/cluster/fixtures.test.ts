@@ -10,6 +10,7 @@
 import { strict as assert } from 'node:assert';
 import { readdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
+import { clusterTest } from './support.js';
 import { FIXTURES_DIR, loadFixture, type Exchange } from '../support/fixtures.js';
 import { startCluster, type Cluster } from './harness.js';
 import { recordFixtures, SCENARIOS, SOURCE, type Recorded } from './record.js';
@@ -42,7 +43,7 @@ function exactDifferences(want: unknown, got: unknown, at = ''): string[] {
 /** What the comparison covers: the exchange without its comment. */
 const essence = (e: Exchange) => ({ request: e.request, reply: e.reply, error: e.error, source: e.source });
 
-test('every recorded fixture still matches what the real server answers', () => {
+clusterTest(() => cluster, 'every recorded fixture still matches what the real server answers', async () => {
   const problems: string[] = [];
   for (const r of recorded) {
     const committed = loadFixture(r.name);

@@ -6,9 +6,9 @@
  * operator waits for and the image it copies, whatever the server pruned on the way.
  */
 import { strict as assert } from 'node:assert';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe } from 'node:test';
 import { startCluster, type Cluster, type ServiceAccountFolder } from './harness.js';
-import { assertOurEvents, buildPath, eventsIn, finalAuditEvent, IMAGE, operatorLayout, readBuild, spotRun, type StoredBuild } from './support.js';
+import { assertOurEvents, buildPath, clusterTest, eventsIn, finalAuditEvent, IMAGE, operatorLayout, readBuild, spotRun, type StoredBuild } from './support.js';
 
 let cluster: Cluster;
 const WORKSPACE = 'workspace-a';
@@ -25,16 +25,6 @@ after(async () => {
 
 const TODO = 'needs issue 11 (the runtime detects status.stage and writes it; --phase-field)';
 
-function clusterTest(name: string, fn: () => Promise<void>, options: { todo?: string } = {}): void {
-  test(name, options, async () => {
-    try {
-      await fn();
-    } catch (err) {
-      if (err instanceof Error) err.message += `\n${cluster.logs(25)}`;
-      throw err;
-    }
-  });
-}
 
 /** deploy/spot-sample-build.yaml under another name, and the operator's first status write (pod started, stage Running). */
 async function operatorStartedBuild(name: string, stage: 'Running' | undefined = 'Running'): Promise<StoredBuild> {
@@ -53,7 +43,7 @@ async function operatorStartedBuild(name: string, stage: 'Running' | undefined =
 }
 
 describe('the published Spot CRD on the real server', () => {
-  clusterTest('what the schema lacks is pruned silently (200), an unknown stage is 422', async () => {
+  clusterTest(() => cluster, 'what the schema lacks is pruned silently (200), an unknown stage is 422', async () => {
     const build = await operatorStartedBuild('pruning');
     const reply = await cluster.http.send({
       method: 'PATCH',
@@ -74,7 +64,7 @@ describe('the published Spot CRD on the real server', () => {
     assert.match((invalid.body as { message: string }).message, /status\.stage: Unsupported value: "Finished": supported values: "Running", "Done", "Errored"/);
   });
 
-  clusterTest('success: the stage ends Done and the image is stored; conditions are pruned and progress lives in events', async () => {
+  clusterTest(() => cluster, 'success: the stage ends Done and the image is stored; conditions are pruned and progress lives in events', async () => {
     const started = await operatorStartedBuild('success');
     const result = await spotRun(sa, `${WORKSPACE}/success`, [
       ['Fetching Source', 'echo cloned'],
@@ -95,7 +85,7 @@ describe('the published Spot CRD on the real server', () => {
     assert.match(table, /^NAME\s+STAGE\nsuccess\s+Done\n$/, table);
   }, { todo: TODO });
 
-  clusterTest('failure: the stage ends Errored, exit 1, a Warning event with the exit code', async () => {
+  clusterTest(() => cluster, 'failure: the stage ends Errored, exit 1, a Warning event with the exit code', async () => {
     await operatorStartedBuild('failure');
     const result = await spotRun(sa, `${WORKSPACE}/failure`, [
       ['Fetching Source', 'echo cloned'],
@@ -110,7 +100,7 @@ describe('the published Spot CRD on the real server', () => {
     assert.match(warning.message, /exit code 4/);
   }, { todo: TODO });
 
-  clusterTest('a Build the operator has not started yet (no status): --phase-field stage writes the stage', async () => {
+  clusterTest(() => cluster, 'a Build the operator has not started yet (no status): --phase-field stage writes the stage', async () => {
     await operatorStartedBuild('fresh', undefined);
     const result = await spotRun(sa, `${WORKSPACE}/fresh`, [['Building Image', 'echo built']], { args: ['--phase-field', 'stage'] });
     assert.equal(result.code, 0, result.stderr);

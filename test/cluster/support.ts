@@ -5,6 +5,7 @@
  */
 import { strict as assert } from 'node:assert';
 import type { ChildProcess } from 'node:child_process';
+import { test } from 'node:test';
 import { bundleSpotRun, runCli, type CliResult } from '../support/cli.js';
 import type { ApplyOptions, AuditEvent, Cluster, KubeObject, ServiceAccountFolder } from './harness.js';
 
@@ -169,4 +170,19 @@ export function operatorLayout(workspace: string): ApplyOptions {
           ? { ...o, subjects: [{ kind: 'ServiceAccount', name: 'spot-builder', namespace: 'spot-system' }] }
           : o,
   };
+}
+
+/**
+ * `test()` whose failure also shows the end of the API server's and etcd's logs (they run with
+ * their output in files). `cluster` is read when the test runs, after `before` started it.
+ */
+export function clusterTest(cluster: () => Cluster, name: string, fn: () => Promise<void>, options: { todo?: string; timeout?: number } = {}): void {
+  test(name, options, async () => {
+    try {
+      await fn();
+    } catch (err) {
+      if (err instanceof Error) err.message += `\n${cluster().logs(25)}`;
+      throw err;
+    }
+  });
 }
