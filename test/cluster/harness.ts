@@ -230,6 +230,18 @@ const CLUSTER_SCOPED = new Set(['CustomResourceDefinition', 'ClusterRole', 'Clus
 // ---------------------------------------------------------------------------------------------
 
 export async function startCluster(options: StartOptions = {}): Promise<Cluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(options);
+    } catch (err) {
+      // The free ports were free when asked for; another process may have taken one since.
+      if (attempt < 3 && /address already in use/.test((err as Error).message)) continue;
+      throw err;
+    }
+  }
+}
+
+async function startOnce(options: StartOptions): Promise<Cluster> {
   const binaries = requireBinaries();
   const log = options.log ?? (() => {});
   const keep = options.keep ?? process.env.SPOT_CLUSTER_KEEP === '1';
