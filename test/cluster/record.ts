@@ -14,11 +14,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from 'undici';
-import { applyCondition } from '../../lib/conditions.js';
-import { createClient, type ClientOptions, type SpotClient } from '../../lib/client.js';
-import { createTransport } from '../../lib/transport.js';
-import { FileTokenSource } from '../../lib/token.js';
-import type { Build, BuildRef, BuildStatus } from '../../lib/types.js';
+// The public API only (lib/index.ts), so moves inside lib/ do not touch the recorder.
+import { applyCondition, createClient, createTransport, FileTokenSource, type Build, type BuildRef, type BuildStatus, type ClientOptions, type SpotClient } from '../../lib/index.js';
 import { FIXTURES_DIR, validateExchanges, type Exchange } from '../support/fixtures.js';
 import { pinnedVersions } from './build.js';
 import { startCluster, type Cluster, type ServiceAccountFolder } from './harness.js';
@@ -320,7 +317,6 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
     // The token the server issued (a scenario may write other ones into the folder).
     const issued = sa.token;
     let seeded: StoredBuild | undefined;
-    const agents: Agent[] = [];
     const clients: SpotClient[] = [];
     const recorder = new RecordingDispatcher(new Agent({ connect: { ca: cluster.caPem, rejectUnauthorized: true } }));
     const ctx: Context = {
@@ -355,7 +351,6 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
     } finally {
       for (const c of clients) await c.close();
       await recorder.close();
-      for (const a of agents) await a.close();
     }
     const tokens = new Map<string, string>([[issued, ctx.tokenName]]);
     if (ctx.folder !== sa) tokens.set(ctx.folder.token, 'test-token');
