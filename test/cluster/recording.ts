@@ -164,7 +164,12 @@ class Normalizer {
       // In answers, event names were already replaced in the text (they appear in messages too).
       if (isEvent && from === 'request' && typeof meta.name === 'string' && CANONICAL.eventName.test(meta.name)) meta.name = CANONICAL.eventNamePattern;
       if (Array.isArray(meta.managedFields)) {
-        for (const entry of meta.managedFields as Array<Record<string, unknown>>) if (typeof entry.time === 'string') entry.time = CANONICAL.serverTime;
+        const entries = meta.managedFields as Array<Record<string, unknown>>;
+        for (const entry of entries) if (typeof entry.time === 'string') entry.time = CANONICAL.serverTime;
+        // The server orders entries by time, which has second precision: entries of the same second
+        // come in any order. Sorted here by what they say, so two recordings compare equal.
+        const key = (e: Record<string, unknown>) => [e.manager, e.operation, e.subresource ?? '', JSON.stringify(e.fieldsV1)].join('\0');
+        entries.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
       }
     }
     const involved = obj.involvedObject as Record<string, unknown> | undefined;
