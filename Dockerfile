@@ -5,23 +5,29 @@
 # Steps run with `sh -c`, and distroless images have no shell: to run real steps, copy spot-run
 # into a builder image that has sh and the build tools
 #   COPY --from=registry.example.com/spot-runtime-bundle:0.1.0 /app/spot-run.mjs /usr/local/bin/spot-run
-# or build this image on a base with a shell:
-#   --build-arg RUNTIME_IMAGE=gcr.io/distroless/nodejs20-debian12:debug-nonroot   (busybox sh)
+# or build this image on a base with a shell (deploy/build-pod.yaml runs this one):
+#   --build-arg RUNTIME_IMAGE=gcr.io/distroless/nodejs24-debian12:debug-nonroot   (busybox sh)
+#
+# Node 24: Node 20 reached end of life on 2026-04-30 and Node 22 leaves maintenance on 2027-04-30;
+# 24 is supported until 2028-04-30. The build stage runs the same Node line and Debian release as
+# the runtime, so the build's smoke run is on the Node the image ships. 22 works too (CI tests it):
+#   --build-arg NODE_IMAGE=node:22-bookworm-slim --build-arg RUNTIME_IMAGE=gcr.io/distroless/nodejs22-debian12:nonroot
 # Pin both bases by digest in the registry's build pipeline; tags move.
-ARG NODE_IMAGE=node:20-bookworm-slim
-ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs20-debian12:nonroot
+ARG NODE_IMAGE=node:24-bookworm-slim
+ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs24-debian12:nonroot
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
-# Lockfile first: source edits do not invalidate the dependency layer.
+# Lockfile first: source edits do not invalidate the dependency layer. --ignore-scripts: the
+# package's `prepare` is the build, which needs the sources copied below; it runs explicitly there.
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY lib/ lib/
 COPY scripts/ scripts/
 # The build needs the dev dependencies (typescript, esbuild, tsx) and smoke-runs its outputs;
 # then node_modules is reinstalled with only what runs in production (undici).
-RUN npm run build && npm ci --omit=dev --no-audit --no-fund
+RUN npm run build && npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM ${RUNTIME_IMAGE} AS bundle
 WORKDIR /app

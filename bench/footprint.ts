@@ -66,9 +66,16 @@ function treeBytes(dir: string): number {
   return total;
 }
 
-/** `npm pack` of `spec` (a folder or a registry spec) into `dest`; its tarball's path and size. */
+/**
+ * `npm pack` of `spec` (a folder or a registry spec) into `dest`; its tarball's path and size.
+ * Scripts off: the snapshot's dist/ is the build being measured, and the package's `prepare`
+ * (a rebuild) needs sources the snapshot does not hold.
+ */
 async function pack(spec: string, dest: string): Promise<{ file: string; bytes: number }> {
-  const [info] = JSON.parse(await npm(['pack', spec, '--json', '--pack-destination', dest], dest)) as Array<{ filename: string; size: number }>;
+  const [info] = JSON.parse(await npm(['pack', spec, '--json', '--ignore-scripts', '--pack-destination', dest], dest)) as Array<{
+    filename: string;
+    size: number;
+  }>;
   if (!info) throw new Error(`npm pack ${spec} reported nothing`);
   return { file: join(dest, info.filename), bytes: info.size };
 }

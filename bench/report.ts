@@ -221,16 +221,23 @@ export function markdown(results: Results): string {
   ].join('\n');
 }
 
+/** One line per target, HIT or MISS first so a glance down the left edge is the verdict. */
+export function verdictLines(list: readonly Target[]): string[] {
+  return list.map((t) => `${t.hit ? 'HIT ' : 'MISS'} ${t.name}: ${t.detail}`);
+}
+
+/** What the terminal shows; it ends with the verdict, the part a person reads first. */
 export function consoleReport(results: Results): string {
+  const list = targets(results);
   return [
     `Machine: ${machineLine(results.machine)}`,
     `Date: ${results.date}; command: ${results.command}; ${results.seconds.toFixed(0)} s; code measured: ${results.source}`,
     '',
-    'Targets:',
-    formatTargets(targets(results)).replaceAll('**', ''),
-    '',
     legend(results),
     '',
     table(results),
+    '',
+    `Verdict: ${list.filter((t) => t.hit).length} of ${list.length} targets hit`,
+    ...verdictLines(list),
   ].join('\n');
 }

@@ -7,11 +7,21 @@ import { ConfigError } from './errors.js';
  * ("CA file", "service-account token file"); `hint` says how to fix it.
  */
 export async function readRequiredFile(path: string, what: string, hint = ''): Promise<string> {
+  return (await readConfigFile(path, what, hint, false))!;
+}
+
+/** As `readRequiredFile`, but a file that does not exist is undefined instead of an error. */
+export function readOptionalFile(path: string, what: string, hint = ''): Promise<string | undefined> {
+  return readConfigFile(path, what, hint, true);
+}
+
+async function readConfigFile(path: string, what: string, hint: string, optional: boolean): Promise<string | undefined> {
   let raw: string;
   try {
     raw = await readFile(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && optional) return undefined;
     const why = code === 'ENOENT' ? 'is missing' : `cannot be read (${code ?? 'unknown error'})`;
     throw new ConfigError(`${what} ${path} ${why}${hint}`, path, { cause: err });
   }

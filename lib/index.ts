@@ -1,5 +1,5 @@
 /** spot-runtime's public API: everything not exported here is internal and may change. */
-export { createClient, clientFromConfig, type ClientOptions, type SpotClient, type BuildClient } from './client.js';
+export { createClient, clientFromConfig, type ClientOptions, type SpotClient } from './client.js';
 export { loadConfig, serverUrl, DEFAULT_SERVICEACCOUNT_DIR, type ConfigOptions, type ClusterConfig } from './config.js';
 export { FileTokenSource, StaticTokenSource, TOKEN_REREAD_PERIOD_MS, type TokenSource } from './token.js';
 export { createTransport, type Transport, type TransportOptions, type RequestOptions, type HttpMethod } from './transport.js';
@@ -22,7 +22,12 @@ export {
   setCondition,
   derivePhase,
   applyCondition,
+  phaseFieldOf,
+  PHASE_FIELDS,
+  type PhaseField,
   formatTime,
+  validateConditionType,
+  MAX_CONDITION_TYPE_LENGTH,
   ConditionStatuses,
   Phases,
   DEFAULT_VOCABULARY,
@@ -32,9 +37,8 @@ export { createMergePatch, jsonEqual, type JsonPatchOperation } from './patches.
 export {
   runTasks,
   monitorCondition,
-  recordErrorAndExit,
+  reportFatalError,
   handleStopSignals,
-  ExitCodes,
   Reasons,
   DEFAULT_GRACE_MS,
   DEFAULT_FATAL_DEADLINE_MS,
@@ -45,8 +49,11 @@ export {
   type RunOutcome,
   type ConditionOutcome,
   type StopSignal,
+  type BuildClient,
 } from './runner.js';
-export { parseBuildReference, formatBuildReference, buildRef, validateName, validateNamespace } from './names.js';
+export { stepTask, runStep, parseSteps, imageDigest, RESULT_FILES, type StepSpec, type StepOptions } from './steps.js';
+export { parseBuildReference, buildRefFromParts, formatBuildReference, buildRef, validateName, validateNamespace } from './names.js';
+export { DEFAULT_RESOURCE, parseResource, formatResource, apiVersionOf, validateResource, type BuildResource } from './resource.js';
 export {
   SpotError,
   ConfigError,
@@ -69,7 +76,8 @@ export {
   type SpotErrorCode,
   type RequestTarget,
 } from './errors.js';
-export { createLogger, silentLogger, redact, type Logger, type LogLevel, type LogFormat, type LogFields } from './log.js';
+export { createLogger, silentLogger, type Logger, type LogLevel, type LogFormat, type LogFields } from './log.js';
+export { redact } from './secrets.js';
 export { VERSION } from './version.js';
 export { preferLowMemoryWasm } from './undici.js';
 export * from './types.js';

@@ -1,8 +1,9 @@
 /**
  * A small structured logger: `text` for people, `json` (one object per line) for log pipelines.
- * Every line passes through the secret filter, so a token can never reach a log even if some
- * caller puts one in a message by mistake.
+ * Every line passes through the secret filter (secrets.ts), so a token can never reach a log even
+ * if some caller puts one in a message by mistake.
  */
+import { redact, redactValue } from './secrets.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFormat = 'text' | 'json';
@@ -18,37 +19,6 @@ export interface Logger {
 }
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-
-// Secrets known to this process (tokens as they are read). Kept small: a rotated-away token
-// is still a secret for a while, but a long-running process should not grow this without bound.
-const secrets = new Set<string>();
-const MAX_SECRETS = 16;
-/** The same secrets, longest first (see redact). */
-let longestFirst: string[] = [];
-
-/** Registers a value that must never be printed. Short values are ignored (they would mask noise). */
-export function registerSecret(value: string): void {
-  if (value.length < 8 || secrets.has(value)) return;
-  secrets.add(value);
-  if (secrets.size > MAX_SECRETS) secrets.delete(secrets.values().next().value as string);
-  // Longest first: a secret that contains a shorter one must not be left half shown.
-  longestFirst = [...secrets].sort((a, b) => b.length - a.length);
-}
-
-/** True when `text` holds a registered secret. */
-export function containsSecret(text: string): boolean {
-  for (const secret of secrets) if (text.includes(secret)) return true;
-  return false;
-}
-
-/** Replaces every registered secret in `text` with `[REDACTED]`. */
-export function redact(text: string): string {
-  let out = text;
-  for (const secret of longestFirst) {
-    if (out.includes(secret)) out = out.split(secret).join('[REDACTED]');
-  }
-  return out;
-}
 
 export interface LoggerOptions {
   format?: LogFormat;
@@ -82,18 +52,21 @@ export function createLogger(options: LoggerOptions = {}, bound: LogFields = {})
 
   const emit = (level: LogLevel, message: string, fields?: LogFields): void => {
     if (LEVELS[level] < threshold) return;
-    const all = { ...bound, ...fields };
+    // Values are redacted before they are serialised: JSON escapes a secret's quote or backslash,
+    // and the escaped form would slip past a filter run on the finished line.
+    const all: [string, unknown][] = [];
+    for (const [k, v] of Object.entries({ ...bound, ...fields })) if (v !== undefined) all.push([redact(k), redactValue(fieldValue(v))]);
+    const msg = redact(message);
     let line: string;
     if (format === 'json') {
-      const entry: LogFields = { time: now().toISOString(), level, msg: message };
-      for (const [k, v] of Object.entries(all)) if (v !== undefined) entry[k] = fieldValue(v);
+      const entry: LogFields = { time: now().toISOString(), level, msg };
+      for (const [k, v] of all) entry[k] = v;
       line = JSON.stringify(entry);
     } else {
-      const parts = Object.entries(all)
-        .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => `${k}=${textValue(v)}`);
-      line = `${now().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}${parts.length ? ` ${parts.join(' ')}` : ''}`;
+      const parts = all.map(([k, v]) => `${k}=${textValue(v)}`);
+      line = `${now().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}${parts.length ? ` ${parts.join(' ')}` : ''}`;
     }
+    // And the finished line once more, for what serialisation did not escape.
     write(redact(line));
   };
 

@@ -1,15 +1,17 @@
 /**
- * Shell steps as tasks: each step is a child process in its own process group, its output streamed
- * live with a prefix, the tail of its stderr kept (bounded) for the failure message, a per-step
+ * Steps: a shell command or an argv as a runner task, for `spot-run` and for any build program
+ * that runs tools. Each step is a child process in its own process group, its output streamed live
+ * with a prefix, the tail of its stderr kept (bounded) for the failure message, a per-step
  * timeout, and a results folder through which it hands back what it produced.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chown, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { AbortedError, TaskFailure } from './errors.js';
-import { containsSecret, redact, type Logger } from './log.js';
+import type { Logger } from './log.js';
+import { containsSecret, redact } from './secrets.js';
 import type { Task, TaskResult } from './runner.js';
 import type { BuildStatus } from './types.js';
 
@@ -38,11 +40,40 @@ export interface StepOptions {
   tailBytes?: number;
   /** Parent folder of the results folders (default the OS temp folder). */
   resultsParent?: string;
+  /**
+   * Run the step as this user (spot-run's `--step-user`), so it cannot read what only this
+   * process's user may: the service-account token. Needs root or CAP_SETUID/CAP_SETGID; the
+   * results folder is handed to that user.
+   */
+  user?: { uid: number; gid: number };
 }
 
-export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageMetadata: 'image-metadata' });
+export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageDigest: 'image-digest', imageMetadata: 'image-metadata' });
 
-/** The last lines of a stream, bounded in lines and bytes whatever the stream's size. */
+/** An OCI content digest, `algorithm:encoded` (image-spec descriptor.md). */
+const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+/** A reference pinned by digest, `...@sha256:<64 hex>`, as registries and `docker push` print it. */
+const PINNED_SHA256 = /@(sha256:[0-9a-f]{64})$/;
+
+/**
+ * The image digest a step reported: its `image-digest` file (trimmed) when it wrote one, else the
+ * digest an `image-url` pinned by `@sha256:<64 hex>` ends with, else undefined. Throws a
+ * `TaskFailure` when the file holds something that is not a digest.
+ */
+export function imageDigest(url: string | undefined, digestFile: string | undefined, type: string): string | undefined {
+  const given = digestFile?.trim();
+  if (given) {
+    if (!DIGEST.test(given)) throw new TaskFailure('InvalidResult', `${type} wrote ${RESULT_FILES.imageDigest}, which must be a digest such as sha256:<64 hex>`);
+    return given;
+  }
+  return url?.trim().match(PINNED_SHA256)?.[1];
+}
+
+/**
+ * The last lines of a stream, bounded in lines and bytes whatever the stream's size. It goes into
+ * the Build's condition and a Warning event, so it is redacted here, line by line as it comes in:
+ * no secret of ours may ride along.
+ */
 export class TailBuffer {
   #lines: string[] = [];
   #partial = '';
@@ -114,10 +145,12 @@ function stepEnv(spec: StepSpec, resultsDir: string): NodeJS.ProcessEnv {
 
 async function readResults(dir: string, type: string): Promise<Partial<BuildStatus> | undefined> {
   const read = (name: string) => readFile(join(dir, name), 'utf8').catch(() => undefined);
-  const [url, metadata] = await Promise.all([read(RESULT_FILES.imageUrl), read(RESULT_FILES.imageMetadata)]);
-  if (url === undefined && metadata === undefined) return undefined;
+  const [url, digestFile, metadata] = await Promise.all([read(RESULT_FILES.imageUrl), read(RESULT_FILES.imageDigest), read(RESULT_FILES.imageMetadata)]);
+  if (url === undefined && digestFile === undefined && metadata === undefined) return undefined;
   const image: NonNullable<BuildStatus['image']> = {};
   if (url !== undefined && url.trim() !== '') image.url = url.trim();
+  const digest = imageDigest(url, digestFile, type);
+  if (digest !== undefined) image.digest = digest;
   if (metadata !== undefined && metadata.trim() !== '') {
     let parsed: unknown;
     try {
@@ -164,6 +197,7 @@ function trackGroup(pid: number | undefined): void {
 export async function runStep(spec: StepSpec, signal: AbortSignal, log: Logger, options: StepOptions = {}): Promise<TaskResult> {
   const resultsDir = await mkdtemp(join(options.resultsParent ?? tmpdir(), 'spot-results-'));
   try {
+    if (options.user) await chown(resultsDir, options.user.uid, options.user.gid);
     await execute(spec, resultsDir, signal, log, options);
     const status = await readResults(resultsDir, spec.type);
     return status ? { status } : {};
@@ -195,7 +229,7 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
   return new Promise<void>((resolve, reject) => {
     signal.throwIfAborted();
     // detached: its own process group, so a stop reaches the step's children too.
-    const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir) });
+    const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir), ...options.user });
     trackGroup(child.pid);
     sources.stdout = child.stdout;
     sources.stderr = child.stderr;
@@ -236,18 +270,40 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
     });
     child.on('close', (code, sig) => {
       finish();
-      if (stopped?.reason === 'Aborted') return reject(new AbortedError('step interrupted', undefined));
-      // The tail goes into the Build's condition and a Warning event: no secret of ours may ride along.
-      const last = redact(tail.text());
-      const lastLines = last ? `; last stderr lines:\n${last}` : '';
-      if (stopped?.reason === 'Timeout') {
-        return reject(new TaskFailure('Timeout', `timed out after ${spec.timeoutSeconds}s and was stopped${lastLines}`));
-      }
-      if (code === 0) return resolve();
-      const how = code !== null ? `exit code ${code}` : `killed by ${sig}`;
-      reject(new TaskFailure('StepFailed', `${how}${lastLines}`));
+      const failure = stepFailure({ code, signal: sig, stopped: stopped?.reason, tail: tail.text(), timeoutSeconds: spec.timeoutSeconds });
+      if (failure) reject(failure);
+      else resolve();
     });
   });
+}
+
+/** How a step's process ended, as `stepFailure` needs it. */
+export interface StepExit {
+  /** Exit code, or null when the process was killed by a signal. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Why we stopped it, if we did. */
+  stopped: 'Timeout' | 'Aborted' | undefined;
+  /** The kept stderr tail (`TailBuffer.text()`, already redacted). */
+  tail: string;
+  timeoutSeconds: number | undefined;
+}
+
+/**
+ * Why a finished step failed, or undefined when it succeeded: a `TaskFailure` (its reason goes
+ * into the condition, its message, with the stderr tail, into the condition and a Warning event),
+ * or an `AbortedError` when it was stopped by an interruption.
+ */
+export function stepFailure(exit: StepExit): TaskFailure | AbortedError | undefined {
+  if (exit.stopped === 'Aborted') return new AbortedError('step interrupted', undefined);
+  const lastLines = exit.tail ? `; last stderr lines:\n${exit.tail}` : '';
+  if (exit.stopped === 'Timeout') {
+    const summary = `timed out after ${exit.timeoutSeconds}s and was stopped`;
+    return new TaskFailure('Timeout', `${summary}${lastLines}`, { summary });
+  }
+  if (exit.code === 0) return undefined;
+  const how = exit.code !== null ? `exit code ${exit.code}` : `killed by ${exit.signal}`;
+  return new TaskFailure('StepFailed', `${how}${lastLines}`, { summary: how });
 }
 
 /** A step as a runner task. */
@@ -255,7 +311,10 @@ export function stepTask(spec: StepSpec, options: StepOptions = {}): Task {
   return { type: spec.type, run: ({ signal, log }) => runStep(spec, signal, log, options) };
 }
 
-/** Checks a `--tasks` file's content; returns the steps or throws a TypeError naming the bad entry. */
+/**
+ * Checks a list of steps read from JSON (`spot-run --tasks FILE`'s format); returns the steps or
+ * throws a TypeError naming the bad entry. `source` says where the list came from, for the message.
+ */
 export function parseSteps(value: unknown, source: string): StepSpec[] {
   if (!Array.isArray(value)) throw new TypeError(`${source} must hold a JSON list of steps`);
   return value.map((entry, i) => {
@@ -285,13 +344,4 @@ export function parseSteps(value: unknown, source: string): StepSpec[] {
     if (env !== undefined) spec.env = env as Record<string, string>;
     return spec;
   });
-}
-
-/** Parses `--step "TYPE=COMMAND"`. */
-export function parseStepFlag(flag: string): StepSpec {
-  const at = flag.indexOf('=');
-  const type = at > 0 ? flag.slice(0, at).trim() : '';
-  const command = at > 0 ? flag.slice(at + 1) : '';
-  if (!type || !command.trim()) throw new TypeError(`--step ${JSON.stringify(flag)} must look like "TYPE=COMMAND", e.g. "Building Image=make image"`);
-  return { type, command };
 }

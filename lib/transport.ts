@@ -8,13 +8,15 @@ import type { Dispatcher } from 'undici';
 import {
   AbortedError,
   ApiError,
+  ConfigError,
   isUnauthorized,
   NetworkError,
   ResponseError,
   TimeoutError,
   type RequestTarget,
 } from './errors.js';
-import { redact, silentLogger, type Logger } from './log.js';
+import { silentLogger, type Logger } from './log.js';
+import { redact } from './secrets.js';
 import { DEFAULT_RETRY_POLICY, parseRetryAfter, retryDelay, wasSent, type AttemptFailure, type RetryPolicy } from './retry.js';
 import type { TokenSource } from './token.js';
 import type { Status } from './types.js';
@@ -73,9 +75,45 @@ export interface Transport {
   close(): Promise<void>;
 }
 
+/** Characters of a body kept in an error message. */
+const SNIPPET_CHARS = 160;
+/** Characters of a body looked at for the snippet, after redaction (whitespace runs collapse). */
+const SNIPPET_WINDOW_CHARS = 4096;
+/** Answers nested deeper than this are refused: no object the runtime reads comes near it. */
+export const MAX_ANSWER_DEPTH = 64;
+
+/**
+ * A short printable start of a body for an error message. The whole body is redacted before any
+ * cut: a cut first would leave all but the end of an echoed token, which no longer matches.
+ */
 function snippet(buf: Buffer): string {
-  const text = buf.subarray(0, 512).toString('utf8').replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim();
-  return redact(text.length > 160 ? `${text.slice(0, 157)}...` : text);
+  const text = redact(buf.toString('utf8'))
+    .slice(0, SNIPPET_WINDOW_CHARS)
+    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
+  return text.length > SNIPPET_CHARS ? `${text.slice(0, SNIPPET_CHARS - 3)}...` : text;
+}
+
+/**
+ * How deep `body`'s JSON nests (objects and arrays), counted on the bytes before parsing, stopping
+ * as soon as it passes `limit`: a hostile answer nested thousands deep would otherwise overflow
+ * the stack of whatever walks it next (a diff, a copy).
+ */
+export function jsonDepthExceeds(body: Buffer, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
 }
 
 function isJson(contentType: string | string[] | undefined): boolean {
@@ -99,6 +137,104 @@ function classify(err: unknown): AttemptFailure | undefined {
   return undefined;
 }
 
+/** The transport's own agent: trusts exactly `ca` (or the system roots), keeps connections alive. */
+function createAgent(ca: string | undefined): Dispatcher {
+  return new Agent({
+    // rejectUnauthorized is spelled out: left unset, NODE_TLS_REJECT_UNAUTHORIZED=0 in the
+    // environment would silently turn verification off.
+    connect: { ca, rejectUnauthorized: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_INITIAL_DELAY_MS },
+  });
+}
+
+/** The whole body, within `limit` bytes; over it, the body is destroyed and a `ResponseError` thrown. */
+async function readBody(res: Dispatcher.ResponseData, target: RequestTarget, limit: number): Promise<Buffer> {
+  const declared = Number(res.headers['content-length']);
+  if (declared > limit) {
+    res.body.destroy();
+    throw new ResponseError(`response body of ${declared} bytes exceeds the ${limit}-byte limit`, target, res.statusCode);
+  }
+  // A declared length within the cap: read it in one go (the common case; cheaper than iterating).
+  if (Number.isFinite(declared) && res.headers['content-length'] !== undefined) {
+    return Buffer.from(await res.body.arrayBuffer());
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      res.body.destroy();
+      throw new ResponseError(`response body exceeds the ${limit}-byte limit`, target, res.statusCode);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** Codes of requests undici refuses to form. */
+const UNSENDABLE_CODES = new Set(['UND_ERR_INVALID_ARG', 'ERR_INVALID_URL', 'ERR_INVALID_ARG_VALUE', 'ERR_INVALID_CHAR']);
+
+/** Why an attempt got no usable answer: the caller's abort, our timeout, or the network (the `ResponseError`s of `readBody` pass through). */
+function attemptFailure(err: unknown, target: RequestTarget, origin: string, signal: AbortSignal | undefined, timedOut: boolean, ms: number): Error {
+  if (err instanceof ResponseError) return err;
+  if (signal?.aborted) return new AbortedError('request aborted', target, { cause: err });
+  if (timedOut) return new TimeoutError(`no answer within ${ms} ms`, target, { cause: err });
+  const code = causeCode(err);
+  const message = err instanceof Error ? err.message : String(err);
+  // undici refused to form the request (a header with CR/LF, an origin that is not a URL): nothing
+  // was sent and sending again cannot help. It is configuration, not the network.
+  if (code !== undefined && UNSENDABLE_CODES.has(code)) {
+    return new ConfigError(`cannot send a request to ${origin}: ${redact(message)} [${code}] (${target.method} ${target.path})`, undefined, { cause: err });
+  }
+  return new NetworkError(`cannot reach the API server at ${origin}: ${redact(message)}${code && !message.includes(code) ? ` [${code}]` : ''}`, target, code, {
+    cause: err,
+  });
+}
+
+/**
+ * An answer read to the end, decoded: a 2xx's JSON body (undefined when empty), else thrown as an
+ * `ApiError` built from its `metav1.Status` (or a snippet of whatever it was). A 2xx that is not
+ * JSON is a `ResponseError`.
+ */
+function decodeAnswer(res: Dispatcher.ResponseData, body: Buffer, target: RequestTarget): unknown {
+  const { statusCode } = res;
+  const json = isJson(res.headers['content-type']);
+  if (statusCode >= 200 && statusCode < 300) {
+    if (body.length === 0) return undefined;
+    if (!json) {
+      throw new ResponseError(
+        `expected a JSON answer, got ${String(res.headers['content-type'] ?? 'no content type')}: ${JSON.stringify(snippet(body))}`,
+        target,
+        statusCode,
+      );
+    }
+    if (jsonDepthExceeds(body, MAX_ANSWER_DEPTH)) {
+      throw new ResponseError(`the answer is nested deeper than ${MAX_ANSWER_DEPTH} levels; refusing it`, target, statusCode);
+    }
+    try {
+      return JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      throw new ResponseError(`malformed JSON in the answer: ${JSON.stringify(snippet(body))}`, target, statusCode, { cause: err });
+    }
+  }
+
+  let status: Status | undefined;
+  if (json && !jsonDepthExceeds(body, MAX_ANSWER_DEPTH)) {
+    try {
+      const parsed = JSON.parse(body.toString('utf8')) as Partial<Status>;
+      if (parsed && parsed.kind === 'Status') status = parsed as Status;
+    } catch {
+      // falls through to the snippet
+    }
+  }
+  throw new ApiError({
+    target,
+    statusCode,
+    status,
+    bodySnippet: status || body.length === 0 ? undefined : snippet(body),
+    retryAfterSeconds: parseRetryAfter(res.headers['retry-after'], Date.now()),
+  });
+}
+
 export function createTransport(options: TransportOptions): Transport {
   const policy: RetryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -108,50 +244,7 @@ export function createTransport(options: TransportOptions): Transport {
   const origin = options.server;
   const userAgent = `spot-runtime/${VERSION} (node ${process.version})`;
   const ownDispatcher = options.dispatcher === undefined;
-  const dispatcher: Dispatcher =
-    options.dispatcher ??
-    new Agent({
-      // rejectUnauthorized is spelled out: left unset, NODE_TLS_REJECT_UNAUTHORIZED=0 in the
-      // environment would silently turn verification off.
-      connect: { ca: options.ca, rejectUnauthorized: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_INITIAL_DELAY_MS },
-    });
-
-  async function readBody(
-    res: Dispatcher.ResponseData,
-    target: RequestTarget,
-  ): Promise<Buffer> {
-    const declared = Number(res.headers['content-length']);
-    if (declared > bodyLimit) {
-      res.body.destroy();
-      throw new ResponseError(`response body of ${declared} bytes exceeds the ${bodyLimit}-byte limit`, target, res.statusCode);
-    }
-    // A declared length within the cap: read it in one go (the common case; cheaper than iterating).
-    if (Number.isFinite(declared) && res.headers['content-length'] !== undefined) {
-      return Buffer.from(await res.body.arrayBuffer());
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body) {
-      size += (chunk as Buffer).length;
-      if (size > bodyLimit) {
-        res.body.destroy();
-        throw new ResponseError(`response body exceeds the ${bodyLimit}-byte limit`, target, res.statusCode);
-      }
-      chunks.push(chunk as Buffer);
-    }
-    return Buffer.concat(chunks, size);
-  }
-
-  function failureOf(err: unknown, target: RequestTarget, signal: AbortSignal | undefined, timedOut: boolean, ms: number): Error {
-    if (err instanceof ResponseError) return err;
-    if (signal?.aborted) return new AbortedError('request aborted', target, { cause: err });
-    if (timedOut) return new TimeoutError(`no answer within ${ms} ms`, target, { cause: err });
-    const code = causeCode(err);
-    const message = err instanceof Error ? err.message : String(err);
-    return new NetworkError(`cannot reach the API server at ${origin}: ${redact(message)}${code && !message.includes(code) ? ` [${code}]` : ''}`, target, code, {
-      cause: err,
-    });
-  }
+  const dispatcher: Dispatcher = options.dispatcher ?? createAgent(options.ca);
 
   async function attempt(req: RequestOptions, payload: string | undefined, ms: number): Promise<unknown> {
     const target = { method: req.method, path: req.path };
@@ -175,48 +268,14 @@ export function createTransport(options: TransportOptions): Transport {
     let body: Buffer;
     try {
       res = await send(dispatcher, { origin, path: req.path, method: req.method, headers, body: payload, signal: controller.signal });
-      body = await readBody(res, target);
+      body = await readBody(res, target, bodyLimit);
     } catch (err) {
-      throw failureOf(err, target, req.signal, timedOut.value, ms);
+      throw attemptFailure(err, target, origin, req.signal, timedOut.value, ms);
     } finally {
       clearTimeout(timer);
       req.signal?.removeEventListener('abort', forward);
     }
-
-    const { statusCode } = res;
-    const json = isJson(res.headers['content-type']);
-    if (statusCode >= 200 && statusCode < 300) {
-      if (body.length === 0) return undefined;
-      if (!json) {
-        throw new ResponseError(
-          `expected a JSON answer, got ${String(res.headers['content-type'] ?? 'no content type')}: ${JSON.stringify(snippet(body))}`,
-          target,
-          statusCode,
-        );
-      }
-      try {
-        return JSON.parse(body.toString('utf8'));
-      } catch (err) {
-        throw new ResponseError(`malformed JSON in the answer: ${JSON.stringify(snippet(body))}`, target, statusCode, { cause: err });
-      }
-    }
-
-    let status: Status | undefined;
-    if (json) {
-      try {
-        const parsed = JSON.parse(body.toString('utf8')) as Partial<Status>;
-        if (parsed && parsed.kind === 'Status') status = parsed as Status;
-      } catch {
-        // falls through to the snippet
-      }
-    }
-    throw new ApiError({
-      target,
-      statusCode,
-      status,
-      bodySnippet: status || body.length === 0 ? undefined : snippet(body),
-      retryAfterSeconds: parseRetryAfter(res.headers['retry-after'], Date.now()),
-    });
+    return decodeAnswer(res, body, target);
   }
 
   async function request(req: RequestOptions): Promise<unknown> {

@@ -1,14 +1,20 @@
 /**
  * `npm run build`: turns the TypeScript sources into what package.json publishes.
  *
- *   dist/lib/**, dist/scripts/spot-run.js   tsc output (declarations, source maps): the library
+ *   dist/lib/**, dist/scripts/spot-run.js   tsc output (JavaScript and declarations): the library
  *                                           export and the `spot-run` bin, run with the
- *                                           production node_modules (undici) beside them.
+ *                                           production node_modules (undici) beside them. No
+ *                                           source maps: the package ships exactly these files,
+ *                                           and tsc's output is readable as it is.
  *   dist/spot-run.mjs (+ .map)              the same command as one self-contained file, undici
- *                                           inlined, to copy into any image that has Node 20.
+ *                                           inlined, to copy into any image that has Node
+ *                                           (20.18.1 or newer: the package's engines).
  *
  * dist/ is rebuilt from scratch every time, so nothing from a deleted source file is ever
  * shipped. Each output is smoke-run with --version before the build calls itself done.
+ *
+ * It is also the package's `prepare` script, which npm runs for `npm pack`, `npm publish` and an
+ * install from git; so the report goes to stderr, and `npm pack --json` keeps a clean stdout.
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -152,8 +158,8 @@ async function main(): Promise<void> {
     [rel(`${BUNDLE}.map`), formatSize(statSync(`${BUNDLE}.map`).size)],
   ];
   const width = Math.max(...rows.map(([name]) => name.length));
-  for (const [name, size] of rows) console.log(`  ${name.padEnd(width)}  ${size.padStart(9)}`);
-  console.log(`build: done in ${((performance.now() - started) / 1000).toFixed(1)} s (--version: ${[...versions][0]})`);
+  for (const [name, size] of rows) console.error(`  ${name.padEnd(width)}  ${size.padStart(9)}`);
+  console.error(`build: done in ${((performance.now() - started) / 1000).toFixed(1)} s (--version: ${[...versions][0]})`);
 }
 
 main().catch((error: unknown) => {

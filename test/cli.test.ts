@@ -9,12 +9,13 @@
  */
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ExitCodes } from '../lib/runner.js';
-import { bundleSpotRun, runCli, SPOT_RUN_TS, type CliOptions, type CliResult } from './support/cli.js';
+import { ExitCodes } from '../scripts/spot-run/exit-codes.js';
+import { OPTIONS } from '../scripts/spot-run/options.js';
+import { bundleSpotRun, runCli, type CliOptions, type CliResult } from './support/cli.js';
 import { startApiServer, type ApiServer } from '../scripts/apiserver/server.js';
 
 let scratch: string;
@@ -71,13 +72,13 @@ describe('usage errors: exit 2, one line on stderr, nothing sent', { concurrency
     {
       name: 'a bad --build',
       args: ['--build', 'default/Build_1', '--step', 'A=true'],
-      message: /^spot-run: invalid Build name "Build_1": must consist of lower case alphanumeric characters.* \(see spot-run --help\)$/,
+      message: /^spot-run: --build must be \[NAMESPACE\/\]NAME, got "default\/Build_1": invalid Build name "Build_1": must consist of lower case alphanumeric characters.* \(see spot-run --help\)$/,
     },
     {
       name: 'a bad --step',
       args: ['--step', 'make image'],
       env: inCluster,
-      message: /^spot-run: --step "make image" must look like "TYPE=COMMAND", e\.g\. "Building Image=make image" \(see spot-run --help\)$/,
+      message: /^spot-run: --step must be "TYPE=COMMAND", e\.g\. "Building Image=make image", got "make image" \(see spot-run --help\)$/,
     },
     { name: 'no steps', args: [], env: inCluster, message: /^spot-run: no steps: pass --step "TYPE=COMMAND" or --tasks FILE \(see spot-run --help\)$/ },
     {
@@ -87,7 +88,7 @@ describe('usage errors: exit 2, one line on stderr, nothing sent', { concurrency
       message: /^spot-run: duplicate step type "Building Image": each step is its own condition and needs its own type \(see spot-run --help\)$/,
     },
     { name: 'a bad --log-format', args: ['--log-format', 'yaml', '--step', 'A=true'], env: inCluster, message: /^spot-run: --log-format must be text or json, got "yaml" \(see spot-run --help\)$/ },
-    { name: 'a bad --log-level', args: ['--log-level', 'trace', '--step', 'A=true'], env: inCluster, message: /^spot-run: --log-level must be debug, info, warn or error \(see spot-run --help\)$/ },
+    { name: 'a bad --log-level', args: ['--log-level', 'trace', '--step', 'A=true'], env: inCluster, message: /^spot-run: --log-level must be debug, info, warn or error, got "trace" \(see spot-run --help\)$/ },
     { name: 'a bad --grace', args: ['--grace', '0', '--step', 'A=true'], env: inCluster, message: /^spot-run: --grace must be a positive number of seconds, got "0" \(see spot-run --help\)$/ },
     {
       name: 'a --tasks file that is not JSON',
@@ -125,7 +126,7 @@ describe('usage errors: exit 2, one line on stderr, nothing sent', { concurrency
     {
       name: 'not in a cluster and no --server (a configuration error)',
       args: ['--build', 'default/b1', '--step', 'A=true'],
-      message: /^spot-run: unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined/,
+      message: /^spot-run: not in a Kubernetes pod: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set; outside a cluster pass --server URL/,
     },
     {
       name: 'plain http to a remote --server',
@@ -157,10 +158,8 @@ describe('--help and --version', { concurrency: 2 }, () => {
     assert.equal(result.stderr, '');
     const help = result.stdout;
     assert.match(help, /^Usage: spot-run \[options\]\n/);
-    // The options the parser accepts, read from the source, so a new flag without help fails here.
-    const source = readFileSync(SPOT_RUN_TS, 'utf8');
-    const block = source.slice(source.indexOf('options: {', source.indexOf('parseArgs({')), source.indexOf('},\n    });', source.indexOf('parseArgs({')));
-    const options = [...block.matchAll(/^\s+'?([a-z][a-z-]*)'?: \{ type:/gm)].map((m) => m[1]!);
+    // The options the parser accepts, so a new flag without help fails here.
+    const options = Object.keys(OPTIONS);
     assert.ok(options.length >= 13, `found only ${options.join(', ')}`);
     for (const option of options) assert.match(help, new RegExp(`^  --${option}\\b`, 'm'), `--${option} is not in --help`);
     const exitSection = help.slice(help.indexOf('Exit codes:'));
@@ -253,6 +252,16 @@ describe('against the local API server', () => {
     ] as const) {
       assert.ok(!text.includes(token), `the token appears in ${where}`);
     }
+  });
+
+  test('a service-account folder without a namespace file: the run goes on (only a Build named without one would need it)', async () => {
+    server.createBuild({ namespace: 'cli-no-ns', name: 'b1' });
+    const dir = join(scratch, 'sa-without-namespace');
+    await cp(server.serviceAccountDir, dir, { recursive: true });
+    await rm(join(dir, 'namespace'));
+    const result = await spotRun(['--step', 'A=true'], { env: { ...server.env(), SPOT_SERVICEACCOUNT_DIR: dir, BUILD_REFERENCE: 'cli-no-ns/b1' } });
+    assert.equal(result.code, ExitCodes.Done, result.stderr);
+    assert.equal(server.getBuild('cli-no-ns', 'b1')!.status?.phase, 'Done');
   });
 
   test('a token the API server refuses (--server, --token-file, --ca-file): exit 3, one line naming the 401, no token', async () => {

@@ -88,7 +88,6 @@ describe('in-cluster', () => {
     assert.equal(config.server, 'https://10.96.0.1:443');
     assert.equal(config.ca, CA);
     assert.equal(config.namespace, 'ns', 'the namespace file is trimmed');
-    assert.equal(config.mode, 'in-cluster');
     assert.equal(await config.tokenSource!.token(), TOKEN, 'the token is trimmed');
     assert.doesNotThrow(() => new X509Certificate(config.ca!));
   });
@@ -108,7 +107,7 @@ describe('in-cluster', () => {
         err.message,
       );
       assert.ok(err.message.includes(`(${missing} unset;`), err.message);
-      assert.equal(err.source, 'env');
+      assert.equal(err.path, undefined, 'a setting, not a file');
     });
   }
 
@@ -121,7 +120,7 @@ describe('in-cluster', () => {
     const dir = await serviceAccountDir({ token: undefined });
     const err = await configError({ env: clusterEnv, serviceAccountDir: dir });
     assert.equal(err.message, `service-account token file ${join(dir, 'token')} is missing`);
-    assert.equal(err.source, join(dir, 'token'));
+    assert.equal(err.path, join(dir, 'token'));
   });
 
   test('empty token file: names the file', async () => {
@@ -134,7 +133,7 @@ describe('in-cluster', () => {
     const dir = await serviceAccountDir({ ca: undefined });
     const err = await configError({ env: clusterEnv, serviceAccountDir: dir });
     assert.equal(err.message, `CA file ${join(dir, 'ca.crt')} is missing`);
-    assert.equal(err.source, join(dir, 'ca.crt'));
+    assert.equal(err.path, join(dir, 'ca.crt'));
   });
 
   test('a CA that is not PEM: names the file and what was expected', async () => {
@@ -149,10 +148,18 @@ describe('in-cluster', () => {
     assert.equal(err.message, `CA file ${join(dir, 'ca.crt')} holds a certificate that cannot be parsed`);
   });
 
-  test('missing namespace file: names the file', async () => {
+  test('missing namespace file: the namespace is unknown, and start-up goes on', async () => {
     const dir = await serviceAccountDir({ namespace: undefined });
+    const config = await loadConfig({ env: clusterEnv, serviceAccountDir: dir });
+    assert.equal(config.namespace, undefined);
+    assert.equal(await config.tokenSource!.token(), TOKEN);
+  });
+
+  test('an empty namespace file: names the file', async () => {
+    const dir = await serviceAccountDir({ namespace: ' \n' });
     const err = await configError({ env: clusterEnv, serviceAccountDir: dir });
-    assert.equal(err.message, `namespace file ${join(dir, 'namespace')} is missing`);
+    assert.equal(err.message, `namespace file ${join(dir, 'namespace')} is empty`);
+    assert.equal(err.path, join(dir, 'namespace'));
   });
 
   test('POD_NAMESPACE wins over the namespace file (which may then be absent)', async () => {
@@ -204,8 +211,7 @@ describe('in-cluster', () => {
     const err = await configError({ env: clusterEnv });
     assert.ok(
       err.message.startsWith(`service-account token file ${DEFAULT_SERVICEACCOUNT_DIR}/token is missing`) ||
-        err.message.startsWith(`CA file ${DEFAULT_SERVICEACCOUNT_DIR}/ca.crt is missing`) ||
-        err.message.startsWith(`namespace file ${DEFAULT_SERVICEACCOUNT_DIR}/namespace is missing`),
+        err.message.startsWith(`CA file ${DEFAULT_SERVICEACCOUNT_DIR}/ca.crt is missing`),
       err.message,
     );
     assert.match(err.message, /\(mount a service-account token in the pod, or set SPOT_SERVICEACCOUNT_DIR\)$/);
@@ -217,7 +223,7 @@ describe('explicit server', () => {
     test(`plain http to a non-loopback host is refused: ${server}`, async () => {
       const err = await configError({ server, token: TOKEN, env: {} });
       assert.match(err.message, /^refusing plain http to /);
-      assert.equal(err.source, 'server');
+      assert.equal(err.path, undefined, 'a setting, not a file');
     });
   }
 
@@ -230,7 +236,6 @@ describe('explicit server', () => {
     test(`allowed: ${server}`, async () => {
       const config = await loadConfig({ server, env: {} });
       assert.equal(config.server, origin);
-      assert.equal(config.mode, 'explicit');
       assert.equal(config.tokenSource, undefined, 'no token: kubectl proxy adds its own');
       assert.equal(config.namespace, 'default');
     });

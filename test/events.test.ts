@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { describe, test } from 'node:test';
 import { isForbidden } from '../lib/errors.js';
 import { eventName, fitMessage, makeEvent, MAX_MESSAGE_BYTES, truncateUtf8 } from '../lib/events.js';
+import { validateName } from '../lib/names.js';
 import type { Build } from '../lib/types.js';
 import { loadFixture, replyBody, withFixture, type Exchange, type WithFixtureOptions } from './support/fixtures.js';
 
@@ -36,8 +37,31 @@ describe('recording an event', () => {
     const second = eventName('b1', at);
     assert.equal(first, `b1.${(BigInt(at.getTime()) * 1_000_000n).toString(16)}`);
     assert.ok(BigInt(`0x${second.slice(3)}`) > BigInt(`0x${first.slice(3)}`), `${second} after ${first}`);
-    const long = eventName('b'.repeat(253), at);
-    assert.ok(long.length <= 253, `${long.length} characters`);
+  });
+
+  test('a long Build name is cut, never the suffix: names stay unique, valid and at most 253 characters', () => {
+    // Later than every other event name in this file, so the first suffix is exactly this instant.
+    const at = new Date('2200-01-01T00:00:00Z');
+    let nanos = BigInt(at.getTime()) * 1_000_000n;
+    const suffixLength = `.${nanos.toString(16)}`.length;
+    // The longest name; one whose cut lands on a "-"; one whose cut lands on a ".".
+    const cut = 253 - suffixLength;
+    const builds = ['b'.repeat(253), `${'c'.repeat(cut - 1)}-${'d'.repeat(20)}`, `${'e'.repeat(cut - 1)}.${'f'.repeat(20)}`];
+    const names: string[] = [];
+    for (const buildName of builds) {
+      for (let i = 0; i < 2; i++, nanos++) {
+        const name = eventName(buildName, at);
+        names.push(name);
+        assert.ok(name.length <= 253, `${name.length} characters`);
+        assert.doesNotThrow(() => validateName(name), `${name} is not a valid object name`);
+        const suffix = `.${nanos.toString(16)}`;
+        assert.ok(name.endsWith(suffix), `${name} lost its suffix ${suffix}`);
+        const prefix = name.slice(0, -suffix.length);
+        assert.ok(prefix.length > 0 && buildName.startsWith(prefix), `${name} does not start with the Build's name`);
+      }
+    }
+    // Equal names would make the second POST a 409 AlreadyExists, counted as created.
+    assert.equal(new Set(names).size, names.length, `repeated event names: ${names.join(', ')}`);
   });
 
   test('a repeat within ten minutes is folded into a merge PATCH of count, lastTimestamp and message', async () => {

@@ -30,6 +30,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { DEFAULT_SERVICEACCOUNT_DIR } from '../lib/index.js';
 import { BUILD_GROUP, BUILD_KIND, BUILD_PLURAL, BUILD_VERSION } from '../lib/types.js';
 
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -546,8 +547,16 @@ const yamlFiles = readdirSync(DEPLOY, { withFileTypes: true })
   .filter((entry) => entry.isFile() && /\.ya?ml$/.test(entry.name))
   .map((entry) => entry.name)
   .sort();
+/** Templates hold ${PLACEHOLDERS}: applied only once rendered (renderTemplate). */
+const templateFiles = yamlFiles.filter((name) => name.endsWith('.template.yaml'));
+const manifestFiles = yamlFiles.filter((name) => !templateFiles.includes(name));
 /** Files that define CRDs; applied (and registered) before anything that may use their kinds. */
-const crdFiles = yamlFiles.filter((name) => /^kind:\s*CustomResourceDefinition\s*$/m.test(readFileSync(join(DEPLOY, name), 'utf8')));
+const crdFiles = manifestFiles.filter((name) => /^kind:\s*CustomResourceDefinition\s*$/m.test(readFileSync(join(DEPLOY, name), 'utf8')));
+/**
+ * The CRD each file of Builds is written for. Both CRDs are named builds.spot.release.com, so a
+ * cluster (and the stand-in) serves one of them at a time: each sample is checked against its own.
+ */
+const CRD_OF_BUILDS: Record<string, string> = { 'sample-build.yaml': 'crd.yaml', 'spot-sample-build.yaml': 'spot-crd.yaml' };
 
 const applied = new Map<string, Promise<KObject[]>>();
 
@@ -557,13 +566,48 @@ function applyDeployFile(name: string): Promise<KObject[]> {
   if (!result) {
     result = (async () => {
       if (!crdFiles.includes(name)) await Promise.all(crdFiles.map(applyDeployFile));
-      const objects = await dryRunApply(join(DEPLOY, name));
-      for (const object of objects) if (object.kind === 'CustomResourceDefinition') apiServer.registerCrd(object as CrdManifest);
-      return objects;
+      if (CRD_OF_BUILDS[name]) await serveCrdOf(name);
+      return dryRunApply(join(DEPLOY, name));
     })();
     applied.set(name, result);
   }
   return result;
+}
+
+/** Makes the stand-in serve the Build kind as defined by the CRD `buildsFile` is written for. */
+async function serveCrdOf(buildsFile: string): Promise<void> {
+  const crdFile = CRD_OF_BUILDS[buildsFile];
+  assert.ok(crdFile, `CRD_OF_BUILDS names no CRD for deploy/${buildsFile}`);
+  apiServer.registerCrd(await onlyObject<CrdManifest>(crdFile, 'CustomResourceDefinition'));
+}
+
+/** The placeholders deploy/build-role.template.yaml documents; the operator fills in each. */
+const TEMPLATE_PLACEHOLDERS = ['BUILD_NAME', 'BUILD_NAMESPACE', 'BUILD_UID', 'SERVICE_ACCOUNT', 'SERVICE_ACCOUNT_NAMESPACE'];
+
+/** deploy/NAME with every ${PLACEHOLDER} replaced, as the operator would; fails on one left over. */
+function renderTemplate(name: string, values: Record<string, string>): string {
+  const rendered = readFileSync(join(DEPLOY, name), 'utf8').replace(/\$\{([A-Z_]+)\}/g, (whole, key: string) => values[key] ?? whole);
+  const left = [...new Set([...rendered.matchAll(/\$\{([A-Z_]+)\}/g)].map((m) => m[1]))];
+  assert.deepEqual(left, [], `deploy/${name}: no value for ${left.join(', ')}`);
+  return rendered;
+}
+
+/** The per-Build template rendered for deploy/spot-sample-build.yaml in the operator's layout, through kubectl. */
+async function renderedBuildRole(): Promise<KObject[]> {
+  const [build] = await applyDeployFile('spot-sample-build.yaml');
+  assert.ok(build);
+  const file = join(workDir, 'build-role.rendered.yaml');
+  writeFileSync(
+    file,
+    renderTemplate('build-role.template.yaml', {
+      BUILD_NAME: build.metadata.name,
+      BUILD_NAMESPACE: build.metadata.namespace ?? '',
+      BUILD_UID: '5d0b2c4e-8f1a-4c3b-9e2d-7a6f1b0c9d8e',
+      SERVICE_ACCOUNT: `spot-build-${build.metadata.name}`,
+      SERVICE_ACCOUNT_NAMESPACE: 'spot-system',
+    }),
+  );
+  return dryRunApply(file);
 }
 
 async function onlyObject<T extends KObject>(file: string, kind: string): Promise<T> {
@@ -620,22 +664,49 @@ after(async () => {
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 
-test('deploy/ holds the CRD, RBAC, builder pod and sample Build', () => {
-  for (const name of ['crd.yaml', 'rbac.yaml', 'build-pod.yaml', 'sample-build.yaml']) assert.ok(yamlFiles.includes(name), `deploy/${name} is missing`);
-  assert.deepEqual(crdFiles, ['crd.yaml']);
+test('deploy/ holds both CRDs with a sample each, the identities, the builder pods and the per-Build template', () => {
+  for (const name of [
+    'crd.yaml',
+    'sample-build.yaml',
+    'rbac.yaml',
+    'build-pod.yaml',
+    'spot-crd.yaml',
+    'spot-sample-build.yaml',
+    'operator-layout.yaml',
+    'operator-build-pod.yaml',
+    'build-role.template.yaml',
+  ]) {
+    assert.ok(yamlFiles.includes(name), `deploy/${name} is missing`);
+  }
+  assert.deepEqual(crdFiles, ['crd.yaml', 'spot-crd.yaml']);
+  assert.deepEqual(templateFiles, ['build-role.template.yaml']);
+  const withBuilds = manifestFiles.filter((name) => /^kind:\s*Build\s*$/m.test(readFileSync(join(DEPLOY, name), 'utf8')));
+  assert.deepEqual(withBuilds, Object.keys(CRD_OF_BUILDS).sort(), 'every file of Builds says which CRD it is written for (CRD_OF_BUILDS)');
 });
 
-for (const name of yamlFiles) {
+for (const name of manifestFiles) {
   test(`kubectl apply --dry-run=client accepts deploy/${name}`, async () => {
     const objects = await applyDeployFile(name);
     assert.ok(objects.length > 0, `deploy/${name} holds no objects`);
   });
 }
 
+test('kubectl apply --dry-run=client accepts deploy/build-role.template.yaml, rendered for deploy/spot-sample-build.yaml', async () => {
+  const objects = await renderedBuildRole();
+  assert.deepEqual(objects.map((o) => o.kind), ['ServiceAccount', 'Role', 'RoleBinding']);
+  // Every placeholder used is documented in the header, and every documented one is used.
+  const text = readFileSync(join(DEPLOY, 'build-role.template.yaml'), 'utf8');
+  const body = text.split('\n').filter((line) => !line.trimStart().startsWith('#')).join('\n');
+  const header = text.split('\n').filter((line) => line.startsWith('#')).join('\n');
+  const used = [...new Set([...body.matchAll(/\$\{([A-Z_]+)\}/g)].map((m) => m[1]))].sort();
+  assert.deepEqual(used, [...TEMPLATE_PLACEHOLDERS].sort());
+  for (const name of TEMPLATE_PLACEHOLDERS) assert.match(header, new RegExp(`^#\\s+\\$\\{${name}\\}\\s`, 'm'), `the header explains \${${name}}`);
+});
+
 test('the offline harness rejects what a cluster would reject', async (t) => {
-  await applyDeployFile('crd.yaml');
   const sample = readFileSync(join(DEPLOY, 'sample-build.yaml'), 'utf8');
   const attempt = async (manifest: string): Promise<Run> => {
+    await serveCrdOf('sample-build.yaml');
     const file = join(workDir, `negative-${++cacheDirs}.yaml`);
     writeFileSync(file, manifest);
     return kubectl(['apply', '--dry-run=client', '--validate=strict', '-o', 'json', '-f', file]);
@@ -657,26 +728,34 @@ test('the offline harness rejects what a cluster would reject', async (t) => {
     const container = misspelled.spec.containers[0];
     assert.ok(container);
     (container.securityContext as Record<string, unknown>).readOnlyRootFileSystem = true;
-    assert.deepEqual(await fieldsUnknownToKubernetes(misspelled, ['serviceaccount', 'spot-builder']), [
+    assert.deepEqual(await fieldsUnknownToKubernetes(misspelled, ['serviceaccount', pod.spec.serviceAccountName ?? '']), [
       '.spec.containers[0].securityContext.readOnlyRootFileSystem',
     ]);
   });
 });
 
 test('every Pod and RoleBinding field is known to Kubernetes (typed round trip)', async () => {
-  const pod = await onlyObject<PodManifest>('build-pod.yaml', 'Pod');
-  assert.ok(pod.spec.serviceAccountName, 'the pod names its service account');
-  assert.deepEqual(await fieldsUnknownToKubernetes(pod, ['serviceaccount', pod.spec.serviceAccountName]), []);
+  for (const file of ['build-pod.yaml', 'operator-build-pod.yaml']) {
+    const pod = await onlyObject<PodManifest>(file, 'Pod');
+    assert.ok(pod.spec.serviceAccountName, `deploy/${file}: the pod names its service account`);
+    assert.deepEqual(await fieldsUnknownToKubernetes(pod, ['serviceaccount', pod.spec.serviceAccountName]), [], `deploy/${file}`);
+  }
 
   // `set subject` prints nothing when the subject is already bound, so bind a probe and drop it.
-  const binding = await onlyObject<KObject>('rbac.yaml', 'RoleBinding');
   const probe = 'typed-round-trip-probe';
   const dropProbe = (output: Record<string, unknown>): void => {
     const subjects = output.subjects as Array<{ name?: string }>;
     assert.equal(subjects.at(-1)?.name, probe);
     subjects.pop();
   };
-  assert.deepEqual(await fieldsUnknownToKubernetes(binding, ['subject', `--serviceaccount=default:${probe}`], dropProbe), []);
+  const bindings = [
+    await onlyObject<KObject>('rbac.yaml', 'RoleBinding'),
+    await onlyObject<KObject>('operator-layout.yaml', 'RoleBinding'),
+    ...(await renderedBuildRole()).filter((o) => o.kind === 'RoleBinding'),
+  ];
+  for (const binding of bindings) {
+    assert.deepEqual(await fieldsUnknownToKubernetes(binding, ['subject', `--serviceaccount=default:${probe}`], dropProbe), [], binding.metadata.name);
+  }
 });
 
 test('the CRD defines the Build kind lib/types.ts speaks, with a status subresource', async () => {
@@ -766,43 +845,164 @@ test('the API server would take the sample Build and the status the runtime writ
   }
 });
 
-test('the Role grants exactly what the runtime needs, bound to the builder service account', async () => {
-  const role = await onlyObject<KObject & { rules: PolicyRule[] }>('rbac.yaml', 'Role');
-  const granted = role.rules.flatMap((rule) => {
-    assert.equal(rule.resourceNames, undefined, 'build names are not known in advance');
-    assert.equal(rule.nonResourceURLs, undefined);
-    return (rule.apiGroups ?? []).flatMap((group) =>
-      (rule.resources ?? []).flatMap((res) => rule.verbs.map((verb) => `${group}/${res}:${verb}`)),
-    );
-  });
-  assert.ok(!granted.some((grant) => grant.includes('*')), `no wildcards: ${granted.join(', ')}`);
-  assert.deepEqual(granted.sort(), [
-    '/events:create',
-    '/events:patch',
-    `${BUILD_GROUP}/${BUILD_PLURAL}/status:get`,
-    `${BUILD_GROUP}/${BUILD_PLURAL}/status:patch`,
-    `${BUILD_GROUP}/${BUILD_PLURAL}/status:update`,
-    `${BUILD_GROUP}/${BUILD_PLURAL}:get`,
-  ]);
+// ---------------------------------------------------------------------------------------------
+// Identity: what each layout lets a build pod (and so any step, which can read its token) do.
+
+/** What the runtime does on the API server, as RBAC grants `group/resource:verb`; nothing else. */
+const RUNTIME_GRANTS = [
+  '/events:create',
+  '/events:patch',
+  `${BUILD_GROUP}/${BUILD_PLURAL}/status:get`,
+  `${BUILD_GROUP}/${BUILD_PLURAL}/status:patch`,
+  `${BUILD_GROUP}/${BUILD_PLURAL}/status:update`,
+  `${BUILD_GROUP}/${BUILD_PLURAL}:get`,
+];
+/** Verbs no build pod needs: reading beyond its Build, deleting, or widening its own rights. */
+const NEVER_GRANTED = ['list', 'watch', 'delete', 'deletecollection', 'escalate', 'bind', 'impersonate'];
+
+/** Each rule as `group/resource:verb`, plus `@name,...` when narrowed by resourceNames. */
+function grantsOf(rules: PolicyRule[], where: string): string[] {
+  return rules
+    .flatMap((rule) => {
+      assert.equal(rule.nonResourceURLs, undefined, `${where}: no non-resource URLs`);
+      for (const values of [rule.apiGroups, rule.resources, rule.verbs, rule.resourceNames]) {
+        assert.ok(!(values ?? []).some((v) => v.includes('*')), `${where}: no wildcards in ${JSON.stringify(rule)}`);
+      }
+      const names = rule.resourceNames?.length ? `@${[...rule.resourceNames].sort().join(',')}` : '';
+      return (rule.apiGroups ?? []).flatMap((group) =>
+        (rule.resources ?? []).flatMap((res) => rule.verbs.map((verb) => `${group}/${res}:${verb}${names}`)),
+      );
+    })
+    .sort();
+}
+
+/** A pod scoped to Build `name`: that Build by name; Events by kind only (create has no name to match). */
+function scopedTo(name: string): string[] {
+  return RUNTIME_GRANTS.map((grant) => (grant.startsWith('/events:') ? grant : `${grant}@${name}`)).sort();
+}
+
+function assertNoBroadVerbs(grants: string[], where: string): void {
+  for (const grant of grants) {
+    const [, verb = ''] = /:(\w+)/.exec(grant) ?? [];
+    assert.ok(!NEVER_GRANTED.includes(verb), `${where} grants ${grant}`);
+  }
+}
+
+type RoleObject = KObject & { rules: PolicyRule[] };
+type BindingObject = KObject & { roleRef: JsonObject; subjects: JsonObject[] };
+
+test('deploy/rbac.yaml scopes the sample pod to sample-build: its own ServiceAccount, a Role naming the Build', async () => {
+  const [sample] = await applyDeployFile('sample-build.yaml');
+  assert.ok(sample);
+  const role = await onlyObject<RoleObject>('rbac.yaml', 'Role');
+  const grants = grantsOf(role.rules, 'deploy/rbac.yaml');
+  assert.deepEqual(grants, scopedTo(sample.metadata.name));
+  assertNoBroadVerbs(grants, 'deploy/rbac.yaml');
 
   const account = await onlyObject<KObject>('rbac.yaml', 'ServiceAccount');
-  const binding = await onlyObject<KObject & { roleRef: JsonObject; subjects: JsonObject[] }>('rbac.yaml', 'RoleBinding');
-  assert.equal(account.metadata.name, 'spot-builder');
+  const binding = await onlyObject<BindingObject>('rbac.yaml', 'RoleBinding');
   assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name });
   assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: account.metadata.name, namespace: account.metadata.namespace ?? null }]);
-  assert.equal(role.metadata.namespace, binding.metadata.namespace);
-  assert.equal(role.metadata.namespace, account.metadata.namespace);
+  for (const object of [role, binding, account]) assert.equal(object.metadata.namespace, sample.metadata.namespace, `${object.kind} in the Build's namespace`);
 });
 
+test('deploy/build-role.template.yaml gives each Build its own ServiceAccount and a Role naming only that Build', async () => {
+  const [build] = await applyDeployFile('spot-sample-build.yaml');
+  assert.ok(build);
+  const objects = await renderedBuildRole();
+  const byKind = (kind: string) => objects.find((o) => o.kind === kind);
+  const account = byKind('ServiceAccount')!;
+  const role = byKind('Role') as RoleObject;
+  const binding = byKind('RoleBinding') as BindingObject;
+
+  const grants = grantsOf(role.rules, 'the rendered template');
+  assert.deepEqual(grants, scopedTo(build.metadata.name));
+  assertNoBroadVerbs(grants, 'the rendered template');
+  // deploy/rbac.yaml is the same rule, for the sample Build of the same name.
+  assert.deepEqual(role.rules, (await onlyObject<RoleObject>('rbac.yaml', 'Role')).rules);
+
+  // Role and binding beside the Build (so they grant there); the ServiceAccount beside the pod.
+  assert.equal(role.metadata.namespace, build.metadata.namespace);
+  assert.equal(binding.metadata.namespace, build.metadata.namespace);
+  assert.equal(account.metadata.namespace, 'spot-system');
+  assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name });
+  assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: account.metadata.name, namespace: 'spot-system' }]);
+  // Gone with the Build; the ServiceAccount cannot point across namespaces, so the operator deletes it.
+  for (const object of [role, binding]) {
+    assert.deepEqual((object.metadata as { ownerReferences?: unknown }).ownerReferences, [
+      { apiVersion: build.apiVersion, kind: build.kind, name: build.metadata.name, uid: '5d0b2c4e-8f1a-4c3b-9e2d-7a6f1b0c9d8e' },
+    ]);
+  }
+  assert.equal((account.metadata as { ownerReferences?: unknown }).ownerReferences, undefined);
+});
+
+test("deploy/operator-layout.yaml: the builder ServiceAccount in spot-system, a ClusterRole with the runtime's verbs, bound per workspace", async () => {
+  const [build] = await applyDeployFile('spot-sample-build.yaml');
+  assert.ok(build);
+  const account = await onlyObject<KObject>('operator-layout.yaml', 'ServiceAccount');
+  const role = await onlyObject<RoleObject>('operator-layout.yaml', 'ClusterRole');
+  const binding = await onlyObject<BindingObject>('operator-layout.yaml', 'RoleBinding');
+  assert.equal(account.metadata.namespace, 'spot-system');
+  const grants = grantsOf(role.rules, 'the ClusterRole');
+  assert.deepEqual(grants, [...RUNTIME_GRANTS].sort(), 'exactly the verbs the runtime uses, for any Build of a bound namespace');
+  assertNoBroadVerbs(grants, 'the ClusterRole');
+  // A RoleBinding grants the ClusterRole in its namespace only: the workspace's, where the Builds and their Events are.
+  assert.equal(binding.metadata.namespace, build.metadata.namespace);
+  assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role.metadata.name });
+  assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: account.metadata.name, namespace: 'spot-system' }]);
+
+  // The cluster-wide alternative is documented, never applied.
+  for (const file of manifestFiles) {
+    const kinds = (await applyDeployFile(file)).map((o) => o.kind);
+    assert.ok(!kinds.includes('ClusterRoleBinding'), `deploy/${file} binds cluster-wide`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// The builder pods.
+
+type Volume = { name: string; projected?: { defaultMode?: number; sources: Array<Record<string, JsonObject>> } };
+type Mount = { name: string; mountPath: string; readOnly?: boolean };
+type FullPod = PodManifest & {
+  spec: PodManifest['spec'] & { volumes?: Volume[]; securityContext?: { runAsUser?: number; fsGroup?: number; runAsNonRoot?: boolean } };
+};
+
+/**
+ * The credentials are mounted explicitly, where in-cluster clients (and the runtime) look: a token
+ * with an audience and a lifetime, the cluster CA and the namespace, readable by the pod's user only.
+ */
+function assertExplicitCredentials(pod: FullPod, where: string): void {
+  assert.equal(pod.spec.automountServiceAccountToken, false, `${where}: no implicit token`);
+  const container = pod.spec.containers[0]!;
+  const mounts = ((container as { volumeMounts?: Mount[] }).volumeMounts ?? []).filter((m) => m.mountPath === DEFAULT_SERVICEACCOUNT_DIR);
+  assert.equal(mounts.length, 1, `${where}: one volume at ${DEFAULT_SERVICEACCOUNT_DIR}`);
+  assert.equal(mounts[0]!.readOnly, true);
+  const volume = pod.spec.volumes?.find((v) => v.name === mounts[0]!.name);
+  assert.ok(volume?.projected, `${where}: the credentials are a projected volume`);
+  assert.equal(volume.projected.defaultMode, 0o400, `${where}: defaultMode 0400`);
+  const [token, ca, namespace, ...rest] = volume.projected.sources;
+  assert.deepEqual(rest, []);
+  assert.equal(token?.serviceAccountToken?.path, 'token');
+  assert.match(String(token?.serviceAccountToken?.audience ?? ''), /^https:\/\/\S+$/, `${where}: the token names the API server's audience`);
+  const lifetime = Number(token?.serviceAccountToken?.expirationSeconds);
+  // The API server refuses less than 10 minutes; more than the pod's deadline is a token outliving its use.
+  assert.ok(lifetime >= 600 && lifetime <= 3600, `${where}: expirationSeconds ${lifetime} within 600..3600`);
+  assert.deepEqual(ca, { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
+  assert.deepEqual(namespace, { downwardAPI: { items: [{ path: 'namespace', fieldRef: { fieldPath: 'metadata.namespace' } }] } });
+  // The kubelet writes ca.crt and namespace as root: with mode 0400, only fsGroup (0440, group
+  // fsGroup) lets a non-root user read them.
+  assert.equal(pod.spec.securityContext?.fsGroup, pod.spec.securityContext?.runAsUser, `${where}: fsGroup is the pod's user, or it cannot read ca.crt`);
+}
+
 test('the builder pod runs spot-run for the sample Build as the runtime expects', async () => {
-  const pod = await onlyObject<PodManifest>('build-pod.yaml', 'Pod');
+  const pod = await onlyObject<FullPod>('build-pod.yaml', 'Pod');
   const [sample] = await applyDeployFile('sample-build.yaml');
   const account = await onlyObject<KObject>('rbac.yaml', 'ServiceAccount');
   assert.ok(sample);
 
   assert.equal(pod.metadata.namespace, sample.metadata.namespace, 'the Role only covers its own namespace');
   assert.equal(pod.spec.serviceAccountName, account.metadata.name);
-  assert.equal(pod.spec.automountServiceAccountToken, true);
+  assertExplicitCredentials(pod, 'deploy/build-pod.yaml');
   assert.equal(pod.spec.restartPolicy, 'Never');
   // spot-run takes up to 10 s after SIGTERM to record the interrupted step.
   assert.ok((pod.spec.terminationGracePeriodSeconds ?? 30) > 10);
@@ -812,8 +1012,8 @@ test('the builder pod runs spot-run for the sample Build as the runtime expects'
   assert.equal(pod.spec.containers.length, 1);
   const [container] = pod.spec.containers;
   assert.ok(container);
-  assert.equal(container.image, 'registry.example.com/spot-runtime:0.1.0');
   assert.equal(container.command, undefined, "args go to the image's spot-run entrypoint");
+  assert.equal((container as { terminationMessagePolicy?: string }).terminationMessagePolicy, 'FallbackToLogsOnError');
   assert.equal(container.securityContext?.allowPrivilegeEscalation, false);
   assert.equal(container.securityContext?.readOnlyRootFilesystem, true);
   assert.deepEqual(container.securityContext?.capabilities?.drop, ['ALL']);
@@ -822,10 +1022,25 @@ test('the builder pod runs spot-run for the sample Build as the runtime expects'
     assert.ok(container.resources?.[kind]?.cpu && container.resources[kind].memory, `resources.${kind} sets cpu and memory`);
   }
 
+  // The steps need a shell: the image is the Dockerfile's runtime on the same distroless line's
+  // :debug-nonroot base (busybox), built as the file's header says.
+  assert.equal(container.image, 'registry.example.com/spot-runtime:0.1.0-debug');
+  const runtimeBase = /^ARG RUNTIME_IMAGE=(\S+):nonroot$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))?.[1];
+  assert.ok(runtimeBase, 'the Dockerfile declares ARG RUNTIME_IMAGE=<distroless>:nonroot');
+  assert.match(
+    readFileSync(join(DEPLOY, 'build-pod.yaml'), 'utf8'),
+    new RegExp(`--build-arg RUNTIME_IMAGE=${runtimeBase.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:debug-nonroot[\\s\\\\#]+-t ${container.image}`),
+  );
+
   const env = new Map((container.env ?? []).map((e) => [e.name, e]));
   assert.equal(env.get('BUILD_REFERENCE')?.value, `${sample.metadata.namespace}/${sample.metadata.name}`);
   assert.deepEqual(env.get('POD_NAME')?.valueFrom, { fieldRef: { fieldPath: 'metadata.name' } });
   assert.deepEqual(env.get('POD_NAMESPACE')?.valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } });
+  // Registry credentials come from a Secret and are masked in everything spot-run writes.
+  const registryAuth = env.get('REGISTRY_AUTH') as { value?: string; valueFrom?: { secretKeyRef?: { name?: string; key?: string } } } | undefined;
+  assert.equal(registryAuth?.value, undefined, 'no credentials in the manifest');
+  assert.ok(registryAuth?.valueFrom?.secretKeyRef?.name && registryAuth.valueFrom.secretKeyRef.key, 'REGISTRY_AUTH from a Secret');
+  assert.ok((env.get('SPOT_MASK_ENV')?.value ?? '').split(',').includes('REGISTRY_AUTH'), 'SPOT_MASK_ENV names REGISTRY_AUTH');
 
   const args = container.args ?? [];
   // spot-run's flags (scripts/spot-run.ts --help); a misspelt one would be a usage error (exit 2).
@@ -841,6 +1056,74 @@ test('the builder pod runs spot-run for the sample Build as the runtime expects'
   assert.deepEqual(steps.map((s) => s.type), ['Fetching Source', 'Building Image', 'Pushing Image']);
   for (const step of steps) assert.ok(step.command.trim(), `step "${step.type}" has a command`);
   assert.match(steps[2]?.command ?? '', /"?\$SPOT_RESULTS_DIR"?\/image-url/);
+});
+
+/** `object` without what kubectl apply adds (the last-applied annotation). */
+function asWritten<T extends KObject>(object: T): T {
+  const copy = structuredClone(object);
+  delete (copy.metadata as { annotations?: unknown }).annotations;
+  return copy;
+}
+
+test("the operator layout's pod is deploy/build-pod.yaml in spot-system, reporting on workspace-a/sample-build", async () => {
+  const pod = asWritten(await onlyObject<FullPod>('build-pod.yaml', 'Pod'));
+  const operatorPod = asWritten(await onlyObject<FullPod>('operator-build-pod.yaml', 'Pod'));
+  const [build] = await applyDeployFile('spot-sample-build.yaml');
+  const account = await onlyObject<KObject>('operator-layout.yaml', 'ServiceAccount');
+  assert.ok(build);
+
+  assert.equal(operatorPod.metadata.namespace, account.metadata.namespace);
+  assert.equal(operatorPod.spec.serviceAccountName, account.metadata.name);
+  const reference = operatorPod.spec.containers[0]?.env?.find((e) => e.name === 'BUILD_REFERENCE');
+  assert.equal(reference?.value, `${build.metadata.namespace}/${build.metadata.name}`);
+  assertExplicitCredentials(operatorPod, 'deploy/operator-build-pod.yaml');
+
+  const expected = structuredClone(pod);
+  expected.metadata.namespace = operatorPod.metadata.namespace;
+  expected.spec.serviceAccountName = operatorPod.spec.serviceAccountName;
+  expected.spec.containers[0]!.env!.find((e) => e.name === 'BUILD_REFERENCE')!.value = reference.value;
+  assert.deepEqual(operatorPod, expected, 'only the namespace, the ServiceAccount and BUILD_REFERENCE differ');
+});
+
+/**
+ * Leaves of `shown` that `full` does not hold with the same value. Lists whose entries all have a
+ * name (containers, env, volumes, mounts) match by name, so an excerpt may leave entries out;
+ * other lists must match whole.
+ */
+function notIn(shown: unknown, full: unknown, path: string): string[] {
+  if (Array.isArray(shown)) {
+    if (!Array.isArray(full)) return [path];
+    const named = shown.every((item) => item && typeof item === 'object' && typeof (item as { name?: unknown }).name === 'string');
+    if (!named) return missingLeaves(shown, full, path);
+    return shown.flatMap((item: { name: string }) => {
+      const match = full.find((candidate: { name?: string } | null) => candidate?.name === item.name);
+      return match ? notIn(item, match, `${path}[${item.name}]`) : [`${path}[${item.name}]`];
+    });
+  }
+  if (shown !== null && typeof shown === 'object') {
+    if (full === null || typeof full !== 'object') return [path];
+    return Object.entries(shown).flatMap(([key, value]) => notIn(value, (full as Record<string, unknown>)[key], `${path}.${key}`));
+  }
+  return Object.is(shown, full) ? [] : [path];
+}
+
+test('the README\'s "In a pod" example is deploy/build-pod.yaml, shortened', async () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const section = /^## In a pod\n([\s\S]*?)^## /m.exec(readme)?.[1] ?? '';
+  const yaml = /^```yaml\n([\s\S]*?)^```/m.exec(section)?.[1];
+  assert.ok(yaml, 'the "In a pod" section has a yaml block');
+  const file = join(workDir, 'readme-pod.yaml');
+  writeFileSync(file, yaml);
+  const [shown] = await dryRunApply(file);
+  assert.ok(shown);
+  const pod = await onlyObject<FullPod>('build-pod.yaml', 'Pod');
+  assert.deepEqual(notIn(asWritten(shown), asWritten(pod), ''), []);
+  // What the example is there to show.
+  assertExplicitCredentials(shown as FullPod, 'the README example');
+  const container = (shown as FullPod).spec.containers[0];
+  assert.equal(container?.image, pod.spec.containers[0]?.image);
+  assert.deepEqual(container?.args, pod.spec.containers[0]?.args);
+  assert.ok(container?.env?.some((e) => e.name === 'SPOT_MASK_ENV'), 'the example masks REGISTRY_AUTH');
 });
 
 /** Whether docker would leave `path` out of the build context (last matching pattern wins). */

@@ -15,7 +15,7 @@ import { AbortedError, TaskFailure } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
 import { buildRef } from '../lib/names.js';
 import { DEFAULT_RETRY_POLICY } from '../lib/retry.js';
-import { monitorCondition, recordErrorAndExit, runTasks, type Task } from '../lib/runner.js';
+import { monitorCondition, reportFatalError, runTasks, type Task } from '../lib/runner.js';
 import { stepTask, type StepOptions } from '../lib/steps.js';
 import { StaticTokenSource } from '../lib/token.js';
 import type { Build, BuildCondition } from '../lib/types.js';
@@ -410,71 +410,51 @@ describe('monitorCondition', { timeout: 15_000 }, () => {
 });
 
 // A timeout, so a fatal path that ignores its deadline fails here instead of hanging the suite.
-describe('recordErrorAndExit', { timeout: 15_000 }, () => {
+describe('reportFatalError', { timeout: 15_000 }, () => {
   const MESSAGE = 'cannot push: registry.example.com unreachable';
 
-  test('reachable: the In Progress condition becomes Error, phase Errored, a Warning event, then exit with the code', async () => {
+  test('reachable: the In Progress condition becomes Error, phase Errored, a Warning event', async () => {
     await withFixture(
       'run-fatal',
       async (client, { requests }) => {
-        const codes: number[] = [];
-        await recordErrorAndExit(client, ref, new Error(MESSAGE), { exitCode: 3, exit: (code) => void codes.push(code) });
-        assert.deepEqual(codes, [3]);
+        await reportFatalError(client, ref, new Error(MESSAGE));
         assert.deepEqual(lines(requests), [`GET ${BUILD}`, `PATCH ${STATUS}`, `POST ${EVENTS}`]);
       },
       OPTIONS,
     );
   });
 
-  test('the API server never answers: exits at its deadline, having logged why', async () => {
+  test('the API server never answers: resolves at its deadline, having logged why', async () => {
     const [get] = loadFixture('run-fatal');
     const hanging: Exchange = { ...get!, delayMs: 60_000 };
     await withFixture([hanging], async (client) => {
       const logged: string[] = [];
-      const codes: number[] = [];
       const deadlineMs = 300;
       const started = Date.now();
-      let exitedAfter = -1;
-      await recordErrorAndExit(client, ref, new Error(MESSAGE), {
-        deadlineMs,
-        exitCode: 3,
-        log: createLogger({ write: (l) => logged.push(l) }),
-        exit: (code) => {
-          exitedAfter = Date.now() - started;
-          codes.push(code);
-        },
-      });
-      assert.deepEqual(codes, [3]);
-      assert.ok(exitedAfter >= deadlineMs - 20, `it waited for the answer until the deadline (exited after ${exitedAfter} ms)`);
-      assert.ok(exitedAfter < deadlineMs + 1_000, `exited ${exitedAfter} ms after the call, deadline ${deadlineMs} ms`);
+      await reportFatalError(client, ref, new Error(MESSAGE), { deadlineMs, log: createLogger({ write: (l) => logged.push(l) }) });
+      const returnedAfter = Date.now() - started;
+      assert.ok(returnedAfter >= deadlineMs - 20, `it waited for the answer until the deadline (returned after ${returnedAfter} ms)`);
+      assert.ok(returnedAfter < deadlineMs + 1_000, `returned ${returnedAfter} ms after the call, deadline ${deadlineMs} ms`);
       assert.ok(logged.some((l) => l.includes(`fatal: ${MESSAGE}`)), logged.join('\n'));
       assert.ok(logged.some((l) => l.includes('could not record the failure on Build ns/b1')), logged.join('\n'));
-      process.stdout.write(`# recordErrorAndExit, API server silent: exited after ${exitedAfter} ms (deadline ${deadlineMs} ms)\n`);
+      process.stdout.write(`# reportFatalError, API server silent: returned after ${returnedAfter} ms (deadline ${deadlineMs} ms)\n`);
     });
   });
 
-  test('connection refused, with the default (slow) retry policy: still exits within its deadline', async () => {
+  test('connection refused, with the default (slow) retry policy: still returns within its deadline', async () => {
     const port = await closedPort();
     const client = clientFromConfig(
-      { server: `https://127.0.0.1:${port}`, ca: undefined, tokenSource: new StaticTokenSource('test-token'), namespace: 'ns', mode: 'explicit' },
+      { server: `https://127.0.0.1:${port}`, ca: undefined, tokenSource: new StaticTokenSource('test-token'), namespace: 'ns' },
       { retry: DEFAULT_RETRY_POLICY },
     );
     try {
       const deadlineMs = 600;
-      const codes: number[] = [];
       const started = Date.now();
-      let exitedAfter = -1;
-      await recordErrorAndExit(client, ref, new Error(MESSAGE), {
-        deadlineMs,
-        exit: (code) => {
-          exitedAfter = Date.now() - started;
-          codes.push(code);
-        },
-      });
-      assert.deepEqual(codes, [1], 'exit code 1 by default');
+      await reportFatalError(client, ref, new Error(MESSAGE), { deadlineMs });
+      const returnedAfter = Date.now() - started;
       // Measured: the default policy would keep retrying a refused connection for 60 s.
-      assert.ok(exitedAfter < deadlineMs + 1_000, `exited ${exitedAfter} ms after the call, deadline ${deadlineMs} ms`);
-      process.stdout.write(`# recordErrorAndExit, connection refused: exited after ${exitedAfter} ms (deadline ${deadlineMs} ms)\n`);
+      assert.ok(returnedAfter < deadlineMs + 1_000, `returned ${returnedAfter} ms after the call, deadline ${deadlineMs} ms`);
+      process.stdout.write(`# reportFatalError, connection refused: returned after ${returnedAfter} ms (deadline ${deadlineMs} ms)\n`);
     } finally {
       await client.close();
     }

@@ -1,15 +1,8 @@
 /**
- * Issue 5, security: the token never leaves the process (every scenario's run is scanned for it
- * centrally, in test/support/scenarios.ts; these add the cases built to provoke a leak), names are
- * validated before they reach a URL, the server is always verified against the mounted CA.
+ * Security: the token never leaves the process, names are validated before they reach a URL, the
+ * server is always verified against the mounted CA. The scenarios are in security.scenarios.ts.
  */
-import { describe, test } from 'node:test';
-import { assertPassed, runScenario, scenariosOf } from './support/scenarios.js';
+import { SECURITY_SCENARIOS } from './security.scenarios.js';
+import { describeScenarios } from './support/scenario-harness.js';
 
-describe('security', { concurrency: 3 }, () => {
-  for (const scenario of scenariosOf('security')) {
-    test(`${scenario.id}: ${scenario.title}`, { timeout: scenario.timeoutMs, ...(scenario.todo ? { todo: scenario.todo } : {}) }, async () => {
-      assertPassed(await runScenario(scenario));
-    });
-  }
-});
+describeScenarios('security', SECURITY_SCENARIOS, { concurrency: 3 });

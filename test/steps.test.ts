@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AbortedError, TaskFailure } from '../lib/errors.js';
-import { registerSecret, silentLogger } from '../lib/log.js';
+import { silentLogger } from '../lib/log.js';
+import { registerSecret } from '../lib/secrets.js';
 import { isLive, liveGroupMembersAfter } from './support/processes.js';
-import { parseStepFlag, parseSteps, runStep, TailBuffer, type StepOptions, type StepSpec } from '../lib/steps.js';
+import { parseSteps, runStep, stepFailure, TailBuffer, type StepExit, type StepOptions, type StepSpec } from '../lib/steps.js';
 
 let scratch: string;
 before(async () => {
@@ -141,20 +142,41 @@ describe('parseSteps (--tasks files)', () => {
   });
 });
 
-describe('parseStepFlag (--step)', () => {
-  for (const flag of ['make image', '=make image', 'Building Image=', 'Building Image=   ', ' =x', '']) {
-    test(`refuses ${JSON.stringify(flag)}`, () => {
-      assert.throws(
-        () => parseStepFlag(flag),
-        (err: Error) =>
-          err instanceof TypeError &&
-          err.message === `--step ${JSON.stringify(flag)} must look like "TYPE=COMMAND", e.g. "Building Image=make image"`,
-      );
-    });
-  }
+describe('stepFailure: a finished step\'s outcome, without a process', () => {
+  const exit = (over: Partial<StepExit>): StepExit => ({ code: 0, signal: null, stopped: undefined, tail: '', timeoutSeconds: undefined, ...over });
 
-  test('splits at the first "=" and trims the type only', () => {
-    assert.deepEqual(parseStepFlag(' Building Image =make IMAGE=app:1 '), { type: 'Building Image', command: 'make IMAGE=app:1 ' });
+  test('exit code 0: success, whatever it printed on stderr', () => {
+    assert.equal(stepFailure(exit({ tail: 'warning: shallow clone' })), undefined);
+  });
+
+  test('a non-zero exit code: StepFailed with the code and the stderr tail', () => {
+    const err = stepFailure(exit({ code: 3, tail: 'npm ERR! missing script: build\nnpm ERR! A complete log' }));
+    assert.ok(err instanceof TaskFailure, String(err));
+    assert.equal(err.reason, 'StepFailed');
+    assert.equal(err.message, 'exit code 3; last stderr lines:\nnpm ERR! missing script: build\nnpm ERR! A complete log');
+  });
+
+  test('no stderr: just the exit code', () => {
+    assert.equal(stepFailure(exit({ code: 7 }))?.message, 'exit code 7');
+  });
+
+  test('killed by a signal it was not sent by us: StepFailed naming the signal', () => {
+    const err = stepFailure(exit({ code: null, signal: 'SIGKILL' }));
+    assert.ok(err instanceof TaskFailure, String(err));
+    assert.equal(err.message, 'killed by SIGKILL');
+  });
+
+  test('stopped at its timeout: Timeout, whatever the exit code, with the tail', () => {
+    for (const code of [0, 143, null]) {
+      const err = stepFailure(exit({ code, signal: code === null ? 'SIGTERM' : null, stopped: 'Timeout', timeoutSeconds: 2, tail: 'still compiling' }));
+      assert.ok(err instanceof TaskFailure, String(err));
+      assert.equal(err.reason, 'Timeout');
+      assert.equal(err.message, 'timed out after 2s and was stopped; last stderr lines:\nstill compiling');
+    }
+  });
+
+  test('stopped by an interruption: AbortedError, even when it then exited 0', () => {
+    for (const code of [0, 1, null]) assert.ok(stepFailure(exit({ code, stopped: 'Aborted' })) instanceof AbortedError);
   });
 });
 

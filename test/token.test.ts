@@ -35,7 +35,7 @@ describe('readTokenFile', () => {
     const err = await rejection(() => readTokenFile(path, ' (mount a token)'));
     assert.ok(err instanceof ConfigError, String(err));
     assert.equal(err.message, `service-account token file ${path} is missing (mount a token)`);
-    assert.equal(err.source, path);
+    assert.equal(err.path, path);
   });
 
   test('an empty or blank file is a ConfigError, not an empty bearer token', async () => {

@@ -5,6 +5,7 @@ import { buildRef } from '../lib/names.js';
 import { StaticTokenSource } from '../lib/token.js';
 import { createTransport } from '../lib/transport.js';
 import { VERSION } from '../lib/version.js';
+import { createLogger } from '../lib/log.js';
 import type { Build } from '../lib/types.js';
 import { createFixture, FAST_RETRY, loadFixture, rejection, replyBody, TEST_SERVER, withFixture, type Exchange } from './support/fixtures.js';
 
@@ -163,12 +164,34 @@ describe('time limits', () => {
     }, { client: { retry: { maxRetryAfterMs: 5_000, deadlineMs: 200 } } });
   });
 
-  test('an attempt over its timeout is a TimeoutError; a GET is then retried', async () => {
+  test('an attempt over its timeout is a TimeoutError, cut at the timeout from the attempt\'s start', async () => {
+    const slow = loadFixture('timeout-get-retried')[0]!; // the answer takes 2 s
+    await withFixture([slow], async (client) => {
+      let err: Error | undefined;
+      const took = await timed(async () => {
+        err = await rejection(() => client.getBuild(ref));
+      });
+      assert.ok(err instanceof TimeoutError, String(err));
+      assert.equal(err.message, `no answer within 30 ms (GET ${BUILDS})`);
+      // Never before the timeout (timers may fire a millisecond early); far before the answer.
+      assert.ok(took >= 29 && took < 1_500, `gave up after ${took} ms: the timeout is 30 ms, the answer takes 2 s`);
+    }, { client: { timeoutMs: 30, retry: { maxRetries: 0 } } });
+  });
+
+  test('a GET whose attempt timed out is retried, and the retry names the TimeoutError', async () => {
+    const logged: Array<Record<string, unknown>> = [];
+    const logger = createLogger({ format: 'json', level: 'debug', write: (line) => logged.push(JSON.parse(line) as Record<string, unknown>) });
     await withFixture('timeout-get-retried', async (client, { requests }) => {
-      await client.getBuild(ref);
-      const first = requests[1]!.at - requests[0]!.at;
-      assert.ok(first >= 25 && first < 1500, `retried after ${first} ms, expected the 30 ms timeout (the answer takes 2 s)`);
-    }, { client: { timeoutMs: 30 } });
+      const build = await client.getBuild(ref);
+      assert.equal(build.metadata.name, 'b1');
+      assert.equal(requests.length, 2, 'the first attempt, cut, and the retry that was answered');
+      const retries = logged.filter((l) => l.msg === 'retrying request');
+      assert.deepEqual(
+        retries.map((l) => [l.method, l.retry, l.error]),
+        [['GET', 1, `no answer within 30 ms (GET ${BUILDS})`]],
+        JSON.stringify(logged),
+      );
+    }, { client: { timeoutMs: 30, logger } });
   });
 
   test('an unconditional patch that timed out is not retried', async () => {

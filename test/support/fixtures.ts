@@ -497,7 +497,6 @@ export function fixtureConfig(overrides: Partial<ClusterConfig> = {}): ClusterCo
     ca: undefined,
     tokenSource: new StaticTokenSource(TEST_TOKEN),
     namespace: TEST_NAMESPACE,
-    mode: 'explicit',
     ...overrides,
   };
 }
