@@ -5,7 +5,7 @@
  */
 import type { CallOptions, UpdateOptions } from './builds.js';
 import { applyCondition, DEFAULT_VOCABULARY, getCondition, phaseFieldOf, setCondition, validateConditionType, type PhaseField, type Vocabulary } from './conditions.js';
-import { AbortedError, TaskFailure } from './errors.js';
+import { AbortedError, isInvalid, TaskFailure } from './errors.js';
 import type { EventInput, EventOutcome } from './events.js';
 import { silentLogger, type Logger } from './log.js';
 import { redact } from './secrets.js';
@@ -93,14 +93,40 @@ type Mutation = (build: Build) => void;
 interface Rules {
   vocabulary: Vocabulary;
   phaseField: PhaseField;
+  /** Nobody gave the phase field and the Build had neither phase nor stage: `phaseField` is a guess (see writeStatus). */
+  guessed: boolean;
 }
 
 /** The rules for a Build as read: the phase field given (option, then client), else the Build's own. */
 function rulesFor(build: Build | undefined, client: BuildClient, options: { vocabulary?: Vocabulary | undefined; phaseField?: PhaseField | undefined }): Rules {
+  const given = options.phaseField ?? client.phaseField;
   return {
     vocabulary: options.vocabulary ?? DEFAULT_VOCABULARY,
-    phaseField: options.phaseField ?? client.phaseField ?? phaseFieldOf(build?.status),
+    phaseField: given ?? phaseFieldOf(build?.status),
+    guessed: given === undefined && build?.status?.phase === undefined && build?.status?.stage === undefined,
   };
+}
+
+/** The answer of a CRD whose schema requires status.stage to a status without it (422, a Required cause). */
+const requiresStage = (err: unknown): boolean =>
+  isInvalid(err) && (err.details?.causes ?? []).some((c) => c.field === 'status.stage' && c.reason === 'FieldValueRequired');
+
+/**
+ * A status write. A Build with no phase or stage yet gets `phase`, a guess; the published Spot CRD
+ * requires `status.stage`, so kube-apiserver prunes the phase and refuses the whole write (422
+ * "status.stage: Required value"). Then the phase goes to `stage`, for this write and the rest of
+ * the run (mutations read `rules` when applied), and the write is made once more.
+ */
+async function writeStatus(client: BuildClient, ref: BuildRef, mutation: Mutation, options: UpdateOptions, rules: Rules, log: Logger): Promise<Build> {
+  try {
+    return await client.updateBuildStatus(ref, mutation, options);
+  } catch (err) {
+    if (!rules.guessed || rules.phaseField === 'stage' || !requiresStage(err)) throw err;
+    rules.phaseField = 'stage';
+    rules.guessed = false;
+    log.info("this Build's CRD requires status.stage: the phase is written there");
+    return client.updateBuildStatus(ref, mutation, options);
+  }
 }
 
 function errorOf(err: unknown): Error {
@@ -293,7 +319,7 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
     let build = await client.getBuild(ref);
     if (tasks.length === 0) return { outcome: 'done', build, exitCode: 0 };
     const rules = rulesFor(build, client, options);
-    const { vocabulary, phaseField } = rules;
+    const { vocabulary } = rules;
     const run: RunContext = {
       client,
       ref,
@@ -305,14 +331,14 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
         if (events) await client.recordEvent(b, { type, reason, message });
       },
     };
-    log.debug(`phase field: status.${phaseField}`);
+    log.debug(`phase field: status.${rules.phaseField}${rules.guessed ? ' (a guess: the Build has neither phase nor stage)' : ''}`);
     let pending = startMutation(tasks, now(), rules);
     // Task events owed once the write they describe has been made (only when conditions are not stored).
     let owed: Array<[reason: string, message: string]> = [];
     let taskEvents = false;
     const total = tasks.length;
     const write = async (mutation: Mutation): Promise<void> => {
-      build = await client.updateBuildStatus(ref, mutation, { base: build });
+      build = await writeStatus(client, ref, mutation, { base: build }, rules, log);
       for (const [reason, message] of owed) await run.emit(build, 'Normal', reason, message);
       owed = [];
     };
@@ -357,8 +383,8 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
     }
 
     await write(pending);
-    const phase = build.status?.[phaseField];
-    log.info(`build ${phase === vocabulary.done ? 'done' : `finished (${phaseField} ${JSON.stringify(phase)})`} in ${formatElapsed(Date.now() - started)}`);
+    const phase = build.status?.[rules.phaseField];
+    log.info(`build ${phase === vocabulary.done ? 'done' : `finished (${rules.phaseField} ${JSON.stringify(phase)})`} in ${formatElapsed(Date.now() - started)}`);
     await run.emit(build, 'Normal', Reasons.Completed, `Build completed: ${total} task${total === 1 ? '' : 's'} in ${formatElapsed(Date.now() - started)}`);
     return { outcome: 'done', build, exitCode: 0 };
   } finally {
@@ -390,7 +416,7 @@ export async function monitorCondition<T>(
   const base = options.base ?? (await client.getBuild(ref));
   const rules = rulesFor(base, client, options);
   const { vocabulary } = rules;
-  let build = await client.updateBuildStatus(ref, mark(type, vocabulary.inProgress, now(), rules), { base });
+  let build = await writeStatus(client, ref, mark(type, vocabulary.inProgress, now(), rules), { base }, rules, log);
   let value: T;
   try {
     signal.throwIfAborted();
@@ -437,7 +463,8 @@ export async function reportFatalError(
     const base = options.base ?? (await client.getBuild(ref, { signal }));
     const rules = rulesFor(base, client, options);
     const { vocabulary } = rules;
-    const build = await client.updateBuildStatus(
+    const build = await writeStatus(
+      client,
       ref,
       (draft) => {
         const status = (draft.status ??= {});
@@ -446,6 +473,8 @@ export async function reportFatalError(
         status[rules.phaseField] = vocabulary.errored as BuildPhase;
       },
       { base, signal },
+      rules,
+      log,
     );
     await client.recordEvent(build, { type: 'Warning', reason: Reasons.Failed, message }, { signal });
   } catch (err) {
