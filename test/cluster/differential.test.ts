@@ -1,7 +1,7 @@
 /**
  * The stand-in (scripts/apiserver, what `npm test` runs against) follows the real one: the same
- * script of requests goes to a real kube-apiserver (deploy/crd.yaml, deploy/rbac.yaml's Role) and
- * to `startApiServer` (with DEPLOY_ROLE_RULES), as the builder's service account, each step from
+ * script of requests goes to a real kube-apiserver (deploy/crd.yaml, deploy/build-role.template.yaml
+ * rendered for b1) and to `startApiServer` (with buildRoleRules('b1')), as b1's service account, each step from
  * the same stored state; the answers are compared: status code, content type, and for a Status
  * its reason, code, message and details (causes included); for an object its shape (every key,
  * recursively) and its spec and status values (so pruning shows).
@@ -11,10 +11,10 @@
  */
 import { strict as assert } from 'node:assert';
 import { after, before } from 'node:test';
-import { DEPLOY_ROLE_RULES, startApiServer, type ApiServer } from '../../scripts/apiserver/server.js';
+import { buildRoleRules, startApiServer, type ApiServer } from '../../scripts/apiserver/server.js';
 import { startCluster, type Cluster, type ServiceAccountFolder } from './harness.js';
 import { KubeHttp, type KubeReply } from './kube.js';
-import { buildPath, clusterTest, createBuild } from './support.js';
+import { buildIdentity, buildPath, clusterTest, createBuild } from './support.js';
 
 const NS = 'diff';
 const STATUS = `${buildPath(NS, 'b1')}/status`;
@@ -22,11 +22,8 @@ const EVENTS = `/api/v1/namespaces/${NS}/events`;
 const SPEC = { image: { name: 'team/app', tag: '1.4.2', registry: { url: 'registry.example.com' } }, source: { git: 'https://example.com/app.git' } };
 const RUNNING = { phase: 'Running', conditions: [{ type: 'Building Image', status: 'In Progress', lastTransitionTime: '2025-06-01T10:00:05Z' }] };
 
-/** Differences that stay, each with its reason. Keys are `step: what`. */
-const KNOWN: Record<string, string> = {
-  'merge patch: unknown fields (kept under status, pruned in a condition)':
-    'the stand-in does not prune fields its schema lacks where x-kubernetes-preserve-unknown-fields is off; its owner is adding CRD-schema pruning (remove this entry when that lands)',
-};
+/** Differences that stay, each with its reason. Keys are `step: what`. None at the moment. */
+const KNOWN: Record<string, string> = {};
 
 let cluster: Cluster;
 let sa: ServiceAccountFolder;
@@ -35,11 +32,13 @@ let standInHttp: KubeHttp;
 
 before(async () => {
   cluster = await startCluster({ deploy: ['deploy/crd.yaml'] });
-  await cluster.applyDeploy(['deploy/rbac.yaml'], { namespaces: { default: NS } });
-  sa = await cluster.serviceAccountFolder(NS, 'spot-builder');
-  standIn = await startApiServer({ namespace: NS });
-  // deploy/rbac.yaml's Role, bound in NS only (a Role is namespaced; the stand-in's rules are not unless told).
-  standIn.setPermissions(standIn.token, DEPLOY_ROLE_RULES.map((r) => ({ ...r, namespaces: [NS] })));
+  await cluster.ensureNamespace(NS);
+  // b1's identity as the operator makes it. The steps below delete and create b1 again: its Role
+  // names it, so it still applies (the owner reference's uid goes stale; no garbage collector runs here).
+  ({ sa } = await buildIdentity(cluster, await createBuild(cluster, NS, 'b1')));
+  standIn = await startApiServer({ namespace: NS, serviceAccount: sa.serviceAccount });
+  // The same Role, bound in NS only (a Role is namespaced; the stand-in's rules are not unless told).
+  standIn.setPermissions(standIn.token, buildRoleRules('b1').map((r) => ({ ...r, namespaces: [NS] })));
   // The stand-in's certificate is its own; the client certificate is not used (it has no such auth).
   standInHttp = new KubeHttp(standIn.url, { ca: standIn.caPem, cert: '', key: '' });
 });
@@ -54,6 +53,8 @@ interface Target {
   send(req: { method: string; path: string; body?: unknown; contentType?: string; token?: string | null }): Promise<KubeReply>;
   /** Deletes ns/b1 (if there) and creates it with SPEC and `status`; resolves to its resourceVersion. */
   seed(status?: unknown): Promise<string>;
+  /** Deletes ns/b1 (if there). */
+  remove(): Promise<void>;
 }
 
 function realTarget(): Target {
@@ -61,13 +62,16 @@ function realTarget(): Target {
     name: 'real',
     send: ({ token, ...req }) => cluster.http.send({ ...req, ...(token === null ? { anonymous: true } : { token: token ?? sa.token }) }),
     async seed(status) {
+      await this.remove();
+      const b = await createBuild(cluster, NS, 'b1', SPEC, status);
+      return b.metadata.resourceVersion as string;
+    },
+    async remove() {
       await cluster.http.send({ method: 'DELETE', path: buildPath(NS, 'b1') });
       for (let i = 0; (await cluster.http.send({ method: 'GET', path: buildPath(NS, 'b1') })).status !== 404; i++) {
         if (i > 100) throw new Error('b1 is not going away');
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
-      const b = await createBuild(cluster, NS, 'b1', SPEC, status);
-      return b.metadata.resourceVersion as string;
     },
   };
 }
@@ -76,6 +80,9 @@ function standInTarget(): Target {
   return {
     name: 'stand-in',
     send: ({ token, ...req }) => standInHttp.send({ ...req, ...(token === null ? { anonymous: true } : { token: token ?? standIn.token }) }),
+    async remove() {
+      standIn.deleteBuild(NS, 'b1');
+    },
     async seed(status) {
       standIn.deleteBuild(NS, 'b1');
       const b = standIn.createBuild({ namespace: NS, name: 'b1', spec: structuredClone(SPEC) as never, ...(status ? { status: structuredClone(status) as never } : {}) });
@@ -86,7 +93,7 @@ function standInTarget(): Target {
 
 interface Step {
   name: string;
-  /** Seed b1 first (with this status; `true` for none). */
+  /** Seed b1 first (with this status; `true` for none; `null`: b1 deleted). */
   seed?: unknown;
   method: string;
   path: string;
@@ -120,8 +127,12 @@ const condition = (extra: Record<string, unknown>) => ({ type: 'Building Image',
 const SCRIPT: Step[] = [
   // Reads and who may do what
   { name: 'GET the Build', seed: RUNNING, method: 'GET', path: buildPath(NS, 'b1') },
-  { name: 'GET a missing Build', method: 'GET', path: buildPath(NS, 'missing') },
+  { name: 'GET a missing Build (its Role names b1 only)', method: 'GET', path: buildPath(NS, 'missing') },
+  { name: 'merge patch of another Build\'s status (its Role names b1 only)', method: 'PATCH', path: `${buildPath(NS, 'b2')}/status`, contentType: 'application/merge-patch+json', body: { status: { phase: 'Done' } } },
   { name: 'GET in a group nobody serves', method: 'GET', path: `/apis/nothing.example.com/v1/namespaces/${NS}/things/x` },
+  { name: 'GET a version of the group nobody serves', method: 'GET', path: '/apis/spot.release.com/v9' },
+  { name: 'GET a core version nobody serves', method: 'GET', path: '/api/v9' },
+  { name: 'GET discovery without a token', method: 'GET', path: '/apis', token: null },
   { name: 'GET a Build in another namespace (no Role there)', method: 'GET', path: buildPath('default', 'b1') },
   { name: 'LIST Builds (not granted)', method: 'GET', path: `/apis/spot.release.com/v1alpha1/namespaces/${NS}/builds` },
   { name: 'GET with a token the server never issued', method: 'GET', path: buildPath(NS, 'b1'), token: 'not-a-token' },
@@ -138,13 +149,14 @@ const SCRIPT: Step[] = [
   { name: 'PUT /status: spec and labels in the body are ignored, status replaced', seed: RUNNING, method: 'PUT', path: STATUS, body: { apiVersion: 'spot.release.com/v1alpha1', kind: 'Build', metadata: { name: 'b1', namespace: NS, resourceVersion: '$RV', labels: { a: 'b' } }, spec: { image: { name: 'other' } }, status: { phase: 'Done', conditions: [condition({ reason: 'Succeeded' })] } } },
   { name: 'PUT /status without a status key deletes the status', seed: RUNNING, method: 'PUT', path: STATUS, body: { apiVersion: 'spot.release.com/v1alpha1', kind: 'Build', metadata: { name: 'b1', namespace: NS, resourceVersion: '$RV' } } },
   { name: 'PUT /status with another name in the body', seed: RUNNING, method: 'PUT', path: STATUS, body: { apiVersion: 'spot.release.com/v1alpha1', kind: 'Build', metadata: { name: 'b2', namespace: NS, resourceVersion: '$RV' }, status: {} } },
-  { name: 'PUT /status of a missing Build', method: 'PUT', path: `${buildPath(NS, 'missing')}/status`, body: { apiVersion: 'spot.release.com/v1alpha1', kind: 'Build', metadata: { name: 'missing', namespace: NS, resourceVersion: '1' }, status: {} } },
+  { name: 'PUT /status of a deleted Build', seed: null, method: 'PUT', path: STATUS, body: { apiVersion: 'spot.release.com/v1alpha1', kind: 'Build', metadata: { name: 'b1', namespace: NS, resourceVersion: '1' }, status: {} } },
 
   // PATCH /status: merge
   { name: 'merge patch with the resourceVersion precondition', seed: RUNNING, method: 'PATCH', path: STATUS, contentType: MERGE, body: { metadata: { resourceVersion: '$RV' }, status: { phase: 'Done', conditions: [condition({ reason: 'Succeeded' })], image: { url: 'registry.example.com/team/app:1.4.2' } } } },
   { name: 'merge patch with a stale resourceVersion', seed: RUNNING, method: 'PATCH', path: STATUS, contentType: MERGE, body: { metadata: { resourceVersion: '$STALE' }, status: { phase: 'Done' } } },
   { name: 'merge patch that changes nothing (no new resourceVersion)', seed: RUNNING, method: 'PATCH', path: STATUS, contentType: MERGE, body: { status: { phase: 'Running' } } },
-  { name: 'merge patch of a missing Build', method: 'PATCH', path: `${buildPath(NS, 'missing')}/status`, contentType: MERGE, body: { status: { phase: 'Done' } } },
+  { name: 'merge patch of a deleted Build', seed: null, method: 'PATCH', path: STATUS, contentType: MERGE, body: { status: { phase: 'Done' } } },
+  { name: 'GET a deleted Build', seed: null, method: 'GET', path: buildPath(NS, 'b1') },
   { name: 'merge patch: phase not in the enum', seed: RUNNING, method: 'PATCH', path: STATUS, contentType: MERGE, body: { status: { phase: 'Finished' } } },
   { name: 'merge patch: phase of the wrong type', seed: RUNNING, method: 'PATCH', path: STATUS, contentType: MERGE, body: { status: { phase: 5 } } },
   { name: 'merge patch: a condition without its required type', seed: RUNNING, method: 'PATCH', path: STATUS, contentType: MERGE, body: { status: { conditions: [{ status: 'Success' }] } } },
@@ -256,7 +268,10 @@ clusterTest(() => cluster, 'the same requests, the same answers: real kube-apise
   let rvs: Array<{ rv: string; stale: string }> = [];
   for (const step of SCRIPT) {
     const replies: KubeReply[] = [];
-    if (step.seed !== undefined) {
+    if (step.seed === null) {
+      rvs = [];
+      for (const t of targets) await t.remove();
+    } else if (step.seed !== undefined) {
       rvs = [];
       for (const t of targets) {
         const stale = await t.seed(step.seed === true ? undefined : step.seed);

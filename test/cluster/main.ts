@@ -1,7 +1,7 @@
 /**
  * `npm run cluster`: a real kube-apiserver and etcd for a person, with deploy/crd.yaml and
  * deploy/rbac.yaml applied, deploy/sample-build.yaml created, and a service-account folder for
- * spot-builder. Prints how to point kubectl and spot-run at it; Ctrl-C stops everything and
+ * spot-build-sample-build (the Build's own identity, deploy/rbac.yaml). Prints how to point kubectl and spot-run at it; Ctrl-C stops everything and
  * removes every file it made (pass --keep to keep the folder with the logs).
  */
 import { requireBinaries } from './build.js';
@@ -12,7 +12,7 @@ async function main(): Promise<void> {
   const keep = process.argv.includes('--keep');
   const started = Date.now();
   const cluster = await startCluster({ deploy: ['deploy/crd.yaml', 'deploy/rbac.yaml', 'deploy/sample-build.yaml'], keep, log: (l) => console.log(l) });
-  const sa = await cluster.serviceAccountFolder('default', 'spot-builder');
+  const sa = await cluster.serviceAccountFolder('default', 'spot-build-sample-build');
   console.log(`
 ready in ${((Date.now() - started) / 1000).toFixed(1)} s (logs in ${cluster.dir}${keep ? ', kept' : ', removed at exit'})
 

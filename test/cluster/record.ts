@@ -20,7 +20,7 @@ import { FIXTURES_DIR, validateExchanges, type Exchange } from '../support/fixtu
 import { pinnedVersions } from './build.js';
 import { startCluster, type Cluster, type ServiceAccountFolder } from './harness.js';
 import { normalize, RecordingDispatcher, type RawExchange } from './recording.js';
-import { buildPath, createBuild, readBuild, type StoredBuild } from './support.js';
+import { buildIdentity, buildPath, createBuild, readBuild, withoutEvents, type StoredBuild } from './support.js';
 
 const NS = 'ns';
 const ref: BuildRef = { namespace: NS, name: 'b1' };
@@ -35,7 +35,7 @@ export const SOURCE = `recorded: kube-apiserver ${pinnedVersions().kubernetes}`;
 
 interface Context {
   cluster: Cluster;
-  /** spot-builder in `ns`, with deploy/rbac.yaml's Role. */
+  /** b1's own service account in `ns`, with deploy/build-role.template.yaml's Role rendered for b1. */
   sa: ServiceAccountFolder;
   recorder: RecordingDispatcher;
   /** A client in in-cluster mode whose every request is recorded. */
@@ -300,20 +300,21 @@ export interface Recorded {
 
 /** Records every scenario (or those named) on `cluster`, which must have deploy/crd.yaml applied. */
 export async function recordFixtures(cluster: Cluster, only?: string[]): Promise<Recorded[]> {
-  await cluster.applyDeploy(['deploy/rbac.yaml'], { namespaces: { default: NS } });
-  await cluster.applyDeploy(['deploy/rbac.yaml'], {
-    namespaces: { default: NS },
-    // A second identity whose Role has no events (for the 403).
+  // b1's identity as the operator makes it (the scenarios delete and create b1 again: the Role
+  // names it, so it still applies), and a second one whose Role has no events (for the 403).
+  await cluster.ensureNamespace(NS);
+  const first = await createBuild(cluster, NS, 'b1', SPEC);
+  const { sa: { serviceAccount } } = await buildIdentity(cluster, first);
+  await buildIdentity(cluster, first, {
+    serviceAccount: 'no-events',
     transform: (o) => {
-      const renamed = { ...o, metadata: { ...o.metadata, name: 'no-events' } };
-      if (o.kind === 'Role') return { ...renamed, rules: (o.rules as Array<{ resources: string[] }>).filter((r) => !r.resources.includes('events')) };
-      if (o.kind === 'RoleBinding') return { ...renamed, roleRef: { ...(o.roleRef as object), name: 'no-events' }, subjects: [{ kind: 'ServiceAccount', name: 'no-events', namespace: NS }] };
-      return renamed;
+      const renamed = { ...withoutEvents(o), metadata: { ...o.metadata, name: 'no-events' } };
+      return o.kind === 'RoleBinding' ? { ...renamed, roleRef: { ...(o.roleRef as object), name: 'no-events' } } : renamed;
     },
   });
   const out: Recorded[] = [];
   for (const scenario of [...SCENARIOS, CRD_MISSING].filter((s) => !only || only.includes(s.name))) {
-    const sa = await cluster.serviceAccountFolder(NS, 'spot-builder');
+    const sa = await cluster.serviceAccountFolder(NS, serviceAccount);
     // The token the server issued (a scenario may write other ones into the folder).
     const issued = sa.token;
     let seeded: StoredBuild | undefined;

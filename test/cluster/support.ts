@@ -156,21 +156,46 @@ export function assertOurEvents(events: StoredEvent[], build: StoredBuild, insta
   }
 }
 
-/**
- * deploy/rbac.yaml arranged as the Spot operator runs builds: the builder's service account in
- * spot-system (where the pods are), its Role and RoleBinding in the namespace of the Builds.
- */
-export function operatorLayout(workspace: string): ApplyOptions {
+export const BUILD_ROLE_TEMPLATE = 'deploy/build-role.template.yaml';
+
+export interface BuildIdentityOptions {
+  /** Default `spot-build-<build>`, as deploy/rbac.yaml names it. */
+  serviceAccount?: string;
+  /** Where the build pod runs: default the Build's namespace; `spot-system` in the operator's layout. */
+  serviceAccountNamespace?: string;
+  /** Last word on each rendered object (e.g. a Role with fewer rules). */
+  transform?: ApplyOptions['transform'];
+  /** Mint the folder's token bound to this Secret (in the service account's namespace). */
+  boundSecret?: string;
+}
+
+/** The placeholders of deploy/build-role.template.yaml for `build`. */
+export function buildRoleVars(build: StoredBuild, options: BuildIdentityOptions = {}): Record<string, string> {
+  const namespace = build.metadata.namespace ?? 'default';
   return {
-    namespaces: { default: workspace },
-    transform: (o) =>
-      o.kind === 'ServiceAccount'
-        ? { ...o, metadata: { ...o.metadata, namespace: 'spot-system' } }
-        : o.kind === 'RoleBinding'
-          ? { ...o, subjects: [{ kind: 'ServiceAccount', name: 'spot-builder', namespace: 'spot-system' }] }
-          : o,
+    BUILD_NAME: build.metadata.name,
+    BUILD_NAMESPACE: namespace,
+    BUILD_UID: build.metadata.uid ?? '',
+    SERVICE_ACCOUNT: options.serviceAccount ?? `spot-build-${build.metadata.name}`,
+    SERVICE_ACCOUNT_NAMESPACE: options.serviceAccountNamespace ?? namespace,
   };
 }
+
+/**
+ * What the operator creates for each Build (deploy/build-role.template.yaml rendered for it: its
+ * own ServiceAccount, a Role naming the Build, the binding), and the pod's service-account folder
+ * with a fresh bound token. Resolves to the folder and the objects applied.
+ */
+export async function buildIdentity(cluster: Cluster, build: StoredBuild, options: BuildIdentityOptions = {}): Promise<{ sa: ServiceAccountFolder; objects: KubeObject[] }> {
+  const vars = buildRoleVars(build, options);
+  const objects = await cluster.applyDeploy([BUILD_ROLE_TEMPLATE], { vars, ...(options.transform ? { transform: options.transform } : {}) });
+  const sa = await cluster.serviceAccountFolder(vars.SERVICE_ACCOUNT_NAMESPACE!, vars.SERVICE_ACCOUNT!, options.boundSecret ? { boundSecret: options.boundSecret } : {});
+  return { sa, objects };
+}
+
+/** A rendered Role without its events rule (a cluster whose operator grants no Events). */
+export const withoutEvents = (o: KubeObject): KubeObject =>
+  o.kind === 'Role' ? { ...o, rules: (o.rules as Array<{ resources: string[] }>).filter((r) => !r.resources.includes('events')) } : o;
 
 /**
  * `test()` whose failure also shows the end of the API server's and etcd's logs (they run with
