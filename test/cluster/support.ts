@@ -113,19 +113,8 @@ export async function spotRun(
   });
 }
 
-/** Resolves when `marker` has appeared in a child's output. */
-export function outputWatch(marker: string): { onOutput: (text: string) => void; seen: Promise<void> } {
-  let buffer = '';
-  let resolve!: () => void;
-  const seen = new Promise<void>((r) => (resolve = r));
-  return {
-    seen,
-    onOutput: (text) => {
-      buffer += text;
-      if (buffer.includes(marker)) resolve();
-    },
-  };
-}
+/** Resolves when a marker has appeared in a child's output (the one the end-to-end tests use). */
+export { outputWatch } from '../support/spot-run-e2e.js';
 
 /** The condition table: [type, status, reason]. */
 export function conditionRows(build: StoredBuild): Array<[string, string, string | null]> {
