@@ -54,7 +54,7 @@ export const PHASE_FIELDS: readonly PhaseField[] = Object.freeze(['phase', 'stag
  * The field `status` keeps its phase in: `stage` when it has a `stage` and no `phase`, else
  * `phase`. A Build with no status at all gets `phase`: the Spot operator writes `stage: Running`
  * before the build pod starts, so a Build of the published shape arrives with its `stage` set;
- * anything else needs the field given explicitly.
+ * when it does not, the runner learns `stage` from the server's refusal of `phase` (runner.ts writeStatus).
  */
 export function phaseFieldOf(status: BuildStatus | undefined): PhaseField {
   return status?.stage !== undefined && status.phase === undefined ? 'stage' : 'phase';

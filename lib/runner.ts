@@ -15,7 +15,7 @@ import {
   type PhaseField,
   type Vocabulary,
 } from './conditions.js';
-import { AbortedError, isAborted, TaskFailure } from './errors.js';
+import { AbortedError, isAborted, isInvalid, TaskFailure } from './errors.js';
 import type { EventInput, EventOutcome } from './events.js';
 import { silentLogger, type Logger } from './log.js';
 import { MAX_CONDITION_MESSAGE_BYTES, sanitizeMessage } from './messages.js';
@@ -131,14 +131,40 @@ type Mutation = (build: Build) => void;
 interface Rules {
   vocabulary: Vocabulary;
   phaseField: PhaseField;
+  /** Nobody gave the phase field and the Build had neither phase nor stage: `phaseField` is a guess (see writeStatus). */
+  guessed: boolean;
 }
 
 /** The rules for a Build as read: the phase field given (option, then client), else the Build's own. */
 function rulesFor(build: Build | undefined, client: BuildClient, options: { vocabulary?: Vocabulary | undefined; phaseField?: PhaseField | undefined }): Rules {
+  const given = options.phaseField ?? client.phaseField;
   return {
     vocabulary: options.vocabulary ?? DEFAULT_VOCABULARY,
-    phaseField: options.phaseField ?? client.phaseField ?? phaseFieldOf(build?.status),
+    phaseField: given ?? phaseFieldOf(build?.status),
+    guessed: given === undefined && build?.status?.phase === undefined && build?.status?.stage === undefined,
   };
+}
+
+/** The answer of a CRD whose schema requires status.stage to a status without it (422, a Required cause). */
+const requiresStage = (err: unknown): boolean =>
+  isInvalid(err) && (err.details?.causes ?? []).some((c) => c.field === 'status.stage' && c.reason === 'FieldValueRequired');
+
+/**
+ * A status write. A Build with no phase or stage yet gets `phase`, a guess; the published Spot CRD
+ * requires `status.stage`, so kube-apiserver prunes the phase and refuses the whole write (422
+ * "status.stage: Required value"). Then the phase goes to `stage`, for this write and the rest of
+ * the run (mutations read `rules` when applied), and the write is made once more.
+ */
+async function writeStatus(client: BuildClient, ref: BuildRef, mutation: Mutation, options: UpdateOptions, rules: Rules, log: Logger): Promise<Build> {
+  try {
+    return await client.updateBuildStatus(ref, mutation, options);
+  } catch (err) {
+    if (!rules.guessed || rules.phaseField === 'stage' || !requiresStage(err)) throw err;
+    rules.phaseField = 'stage';
+    rules.guessed = false;
+    log.info("this Build's CRD requires status.stage: the phase is written there");
+    return client.updateBuildStatus(ref, mutation, options);
+  }
 }
 
 function errorOf(err: unknown): Error {
@@ -190,12 +216,13 @@ function combine(...mutations: Mutation[]): Mutation {
  * starts over as initialized. Conditions outside the plan are left as they are.
  */
 function startMutation(tasks: readonly Task[], at: Date, rules: Rules, owned: ReadonlySet<string>): Mutation {
-  const { vocabulary, phaseField } = rules;
+  const { vocabulary } = rules;
   return combine(
     mark(tasks[0]!.type, vocabulary.inProgress, at, rules, {}, owned),
     ...tasks.slice(1).map((t): Mutation => (b) => void setCondition((b.status ??= {}), { type: t.type, status: vocabulary.initialized as ConditionStatus }, at)),
     // Derived again once the rest are reset: a previous attempt's Error must not make this run Errored.
-    (b) => void (b.status![phaseField] = derivePhase(b.status!.conditions, vocabulary, owned)),
+    // rules.phaseField is read when applied: writeStatus may move it.
+    (b) => void (b.status![rules.phaseField] = derivePhase(b.status!.conditions, vocabulary, owned)),
   );
 }
 
@@ -348,14 +375,14 @@ class Run {
     // Every later write of the run is tied to this uid (client-go's Preconditions{UID}).
     this.#uid = this.build.metadata.uid;
     this.rules = rulesFor(this.build, this.client, this.ruleOptions);
-    this.log.debug(`phase field: status.${this.rules.phaseField}`);
+    this.log.debug(`phase field: status.${this.rules.phaseField}${this.rules.guessed ? ' (a guess: the Build has neither phase nor stage)' : ''}`);
     this.#progress();
     return this.build;
   }
 
   /** A status write, cut short by the stop unless `signal` says otherwise; then the task events it owes. */
   async store(mutation: Mutation, signal: AbortSignal = this.signal): Promise<Build> {
-    this.build = await this.client.updateBuildStatus(this.ref, mutation, { base: this.build, uid: this.#uid, signal });
+    this.build = await writeStatus(this.client, this.ref, mutation, { base: this.build, uid: this.#uid, signal }, this.rules, this.log);
     this.#progress();
     const owed = this.#owed;
     this.#owed = [];
@@ -468,7 +495,7 @@ async function execute(run: Run, tasks: readonly Task[]): Promise<RunOutcome> {
   const total = tasks.length;
   const summary = () => `${total} task${total === 1 ? '' : 's'} in ${formatElapsed(Date.now() - started)}`;
   if (total === 0) return { outcome: 'done', build: run.build!, exitCode: 0, message: `Build completed: ${summary()}`, reported: true };
-  const { vocabulary, phaseField } = run.rules;
+  const { vocabulary } = run.rules;
   let pending = startMutation(tasks, run.now(), run.rules, run.owned);
   /** The last task's Success while it is not stored yet. */
   let finished: Mutation | undefined;
@@ -521,6 +548,7 @@ async function execute(run: Run, tasks: readonly Task[]): Promise<RunOutcome> {
     return { outcome: 'interrupted', build: run.build, exitCode: SIGNAL_EXIT_CODES[name], type: undefined, reason: Reasons.Terminated, signal: name, message, reported: false };
   }
   const build = run.build!;
+  const { phaseField } = run.rules;
   const phase = build.status?.[phaseField];
   log.info(`build ${phase === vocabulary.done ? 'done' : `finished (${phaseField} ${JSON.stringify(phase)})`} in ${formatElapsed(Date.now() - started)}`);
   const message = `Build completed: ${summary()}`;
@@ -600,7 +628,7 @@ export async function monitorCondition<T>(
   const base = options.base ?? (await client.getBuild(ref));
   const rules = rulesFor(base, client, options);
   const { vocabulary } = rules;
-  let build = await client.updateBuildStatus(ref, mark(type, vocabulary.inProgress, now(), rules), { base });
+  let build = await writeStatus(client, ref, mark(type, vocabulary.inProgress, now(), rules), { base }, rules, log);
   let value: T;
   try {
     signal.throwIfAborted();
@@ -656,7 +684,8 @@ export async function reportFatalError(
     const base = options.base ?? (await client.getBuild(ref, { signal }));
     const rules = rulesFor(base, client, options);
     const { vocabulary } = rules;
-    const build = await client.updateBuildStatus(
+    const build = await writeStatus(
+      client,
       ref,
       (draft) => {
         const status = (draft.status ??= {});
@@ -665,6 +694,8 @@ export async function reportFatalError(
         status[rules.phaseField] = vocabulary.errored as BuildPhase;
       },
       { base, signal, uid: options.uid },
+      rules,
+      log,
     );
     await client.recordEvent(build, { type: 'Warning', reason: Reasons.Failed, message }, { signal });
     return { recorded: true };

@@ -4,7 +4,9 @@ import { applyCondition } from '../lib/conditions.js';
 import { ApiError, isConflict, isInvalid, isNotFound, ResponseError } from '../lib/errors.js';
 import { buildRef } from '../lib/names.js';
 import type { Build } from '../lib/types.js';
-import { loadFixture, rejection, replyBody, withFixture } from './support/fixtures.js';
+import { StaticTokenSource } from '../lib/token.js';
+import { createTransport } from '../lib/transport.js';
+import { createFixture, FAST_RETRY, loadFixture, rejection, replyBody, TEST_SERVER, TEST_TOKEN, withFixture } from './support/fixtures.js';
 
 const ref = buildRef('ns', 'b1');
 const BUILDS = '/apis/spot.release.com/v1alpha1/namespaces/ns/builds/b1';
@@ -193,6 +195,26 @@ describe('updateBuildStatus', () => {
       );
       assert.ok(isInvalid(err), String(err));
     });
+  });
+});
+
+describe('a strategic merge patch on a custom resource (recorded from kube-apiserver)', () => {
+  test('is 415 UnsupportedMediaType naming the accepted types, and not retried', async () => {
+    const fixture = createFixture('patch-build-status-strategic');
+    const transport = createTransport({ server: TEST_SERVER, tokenSource: new StaticTokenSource(TEST_TOKEN), dispatcher: fixture.agent, retry: FAST_RETRY });
+    try {
+      const err = await rejection(() =>
+        transport.request({ method: 'PATCH', path: `${BUILDS}/status`, body: { status: { phase: 'Done' } }, contentType: 'application/strategic-merge-patch+json' }),
+      );
+      assert.ok(err instanceof ApiError, String(err));
+      assert.equal(err.statusCode, 415);
+      assert.equal(err.reason, 'UnsupportedMediaType');
+      assert.match(err.serverMessage, /accepted media types include: application\/json-patch\+json, application\/merge-patch\+json/);
+      fixture.assertDone();
+    } finally {
+      await transport.close();
+      await fixture.close();
+    }
   });
 });
 

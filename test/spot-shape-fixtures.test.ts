@@ -254,6 +254,52 @@ describe('the phase field', () => {
     );
   });
 
+  test('not given, on a Build with no status whose CRD requires status.stage: the 422 moves the phase to stage, the write is made again', async () => {
+    const at = (rv: string, status: Build['status']): Build => ({ ...fresh(), metadata: { ...fresh().metadata, resourceVersion: rv }, status });
+    // kube-apiserver 1.36.3's answer with deploy/spot-crd.yaml: phase and conditions pruned, then stage missing.
+    const stageRequired = {
+      kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure',
+      message: 'Build.spot.release.com "sample-build" is invalid: status.stage: Required value',
+      reason: 'Invalid',
+      details: { name: 'sample-build', group: 'spot.release.com', kind: 'Build', causes: [{ reason: 'FieldValueRequired', message: 'Required value', field: 'status.stage' }] },
+      code: 422,
+    };
+    const { log, lines: logged } = capture();
+    await withFixture(
+      [
+        { request: { method: 'GET', path: BUILD }, reply: { status: 200, body: fresh() } },
+        { comment: 'no status to tell from: phase, the guess', request: { method: 'PATCH', path: STATUS, body: { status: { conditions: '<any>', phase: 'Running' }, metadata: { resourceVersion: '3001' } } }, reply: { status: 422, body: stageRequired } },
+        { comment: 'the same write with the phase in stage; conditions pruned', request: { method: 'PATCH', path: STATUS, body: { status: { conditions: '<any>', stage: 'Running' }, metadata: { resourceVersion: '3001' } } }, reply: { status: 200, body: at('3002', { stage: 'Running' }) } },
+        { comment: 'stage for the rest of the run', request: { method: 'PATCH', path: STATUS, body: { status: { stage: 'Done' }, metadata: { resourceVersion: '3002' } } }, reply: { status: 200, body: at('3003', { stage: 'Done' }) } },
+      ],
+      async (client) => {
+        const outcome = await runTasks(client, ref, [{ type: 'Testing', run: async () => {} }], { events: false, log });
+        assert.equal(outcome.outcome, 'done');
+        assert.deepEqual(outcome.build.status, { stage: 'Done' });
+        assert.ok(logged.includes("INFO  this Build's CRD requires status.stage: the phase is written there"), logged.join('\n'));
+      },
+      OPTIONS,
+    );
+  });
+
+  test('given as phase, the same 422 is not second-guessed: the run fails with it', async () => {
+    const stageRequired = {
+      kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Build.spot.release.com "sample-build" is invalid: status.stage: Required value', reason: 'Invalid',
+      details: { name: 'sample-build', group: 'spot.release.com', kind: 'Build', causes: [{ reason: 'FieldValueRequired', message: 'Required value', field: 'status.stage' }] }, code: 422,
+    };
+    await withFixture(
+      [
+        { request: { method: 'GET', path: BUILD }, reply: { status: 200, body: fresh() } },
+        { request: { method: 'PATCH', path: STATUS, body: { status: { conditions: '<any>', phase: 'Running' }, metadata: { resourceVersion: '3001' } } }, reply: { status: 422, body: stageRequired } },
+      ],
+      async (client) => {
+        const err = await rejection(() => runTasks(client, ref, [{ type: 'Testing', run: async () => {} }], { events: false, phaseField: 'phase' }));
+        assert.ok(isSpotError(err) && /status\.stage: Required value/.test(err.message), String(err));
+      },
+      OPTIONS,
+    );
+  });
+
   test('the client option works the same (monitorCondition); without it a Build with no status gets phase', async () => {
     const at = (rv: string, status: Build['status']): Build => ({ ...fresh(), metadata: { ...fresh().metadata, resourceVersion: rv }, status });
     const failing = async () => {

@@ -51,6 +51,8 @@ export interface PermissionRule {
   resources: readonly ResourceName[] | '*';
   /** Namespaces the rule covers; omitted means every namespace and the cluster scope (like a ClusterRoleBinding). */
   namespaces?: readonly string[];
+  /** RBAC's resourceNames: only requests naming one of these objects (never a create, list or watch). */
+  names?: readonly string[];
 }
 
 // =============================================================================================
@@ -80,19 +82,27 @@ export const MAX_BODY_BYTES = 3 * 1024 * 1024;
 const entityTooLarge = (what: string) => fail(failure(413, 'RequestEntityTooLarge', `Request entity too large: ${what}`));
 
 export const UNAUTHORIZED = failure(401, 'Unauthorized', 'Unauthorized');
-export const ROUTE_NOT_FOUND = failure(404, 'NotFound', 'the server could not find the requested resource');
+export const ROUTE_NOT_FOUND = failure(404, 'NotFound', 'the server could not find the requested resource', {});
 
 /** NewGenericServerResponse(422, …) as patch.go uses it for a JSON patch that fails to apply. */
 const PATCH_REJECTED = failure(422, 'Invalid', 'the server rejected our request due to an error in our request', {});
 
-/** responsewriters.Forbidden: the authorizer's refusal, naming who asked for what, and where. */
-export function forbidden(user: string, route: Route): StatusError {
-  const { resource, name, namespace, verb } = route;
-  const subject = name ? `${resource.qualifiedResource} "${name}"` : resource.qualifiedResource;
+/**
+ * responsewriters.Forbidden: the authorizer's refusal, naming who asked for what, and where. It
+ * names the request as parsed, so it reads the same whether this server serves the resource or not.
+ */
+export function forbidden(user: string, request: RequestAttributes): StatusError {
+  const { group, resource, name, namespace, verb } = request;
+  const qualified = group ? `${resource}.${group}` : resource;
+  const subject = name ? `${qualified} "${name}"` : qualified;
   const scope = namespace === undefined ? 'at the cluster scope' : `in the namespace "${namespace}"`;
-  const message = `${subject} is forbidden: User "${user}" cannot ${verb} resource "${resourceName(route)}" in API group "${resource.group}" ${scope}`;
-  return fail(failure(403, 'Forbidden', message, resourceDetails(resource, name)));
+  const message = `${subject} is forbidden: User "${user}" cannot ${verb} resource "${resourceName(request)}" in API group "${group}" ${scope}`;
+  return fail(failure(403, 'Forbidden', message, details({ name, group, kind: resource })));
 }
+
+/** The refusal of a non-resource path (discovery) to a user no rule covers. */
+export const forbiddenPath = (user: string, path: string) =>
+  fail(failure(403, 'Forbidden', `forbidden: User "${user}" cannot get path "${path}"`, {}));
 
 const invalidObject = (resource: ResourceInfo, name: string, errors: readonly FieldError[]) =>
   invalid(resource.qualifiedKind, resource.group, resource.kind, name, errors);
@@ -100,7 +110,7 @@ const invalidObject = (resource: ResourceInfo, name: string, errors: readonly Fi
 /** store.go: custom resources do not allow unconditional updates. */
 const resourceVersionRequired = (resource: ResourceInfo, name: string) =>
   invalid(resource.qualifiedResource, resource.group, resource.plural, name, [
-    invalidValue('metadata.resourceVersion', '0x0', 'must be specified for an update'),
+    invalidValue('metadata.resourceVersion', '0', 'must be specified for an update'),
   ]);
 
 /** The watch cache's answer to a resourceVersion older than it keeps. */
@@ -243,6 +253,8 @@ export interface ResourceInfo {
   nameErrors(name: string): string[];
   /** The kind's own validation, run on create and on every update (422). */
   validate(object: KubeObject): FieldError[];
+  /** The object as the server writes it out: key order, and fields Go never omits. */
+  present(object: KubeObject): KubeObject;
 }
 
 const metaFields = (object: KubeObject) => ({ 'metadata.name': object.metadata.name ?? '', 'metadata.namespace': object.metadata.namespace ?? '' });
@@ -300,8 +312,16 @@ export function customResource(crd: CustomResourceDefinition): ResourceInfo {
       return unknown;
     },
     validate: (object) => [...typeMetaErrors(resource, object), ...schemaErrors(asJson(object), crd.schema, '')],
+    // A custom resource is unstructured JSON (map[string]interface{}): encoding/json sorts every map's keys.
+    present: (object) => sortKeys(object) as KubeObject,
   };
   return resource;
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (!isJsonObject(value)) return value;
+  return Object.fromEntries(Object.keys(value).sort().map((key) => [key, sortKeys(value[key])]));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,7 +464,29 @@ const EVENTS: ResourceInfo = {
   prune: () => [],
   nameErrors: pathSegmentErrors,
   validate: eventErrors,
+  present: presentEvent,
 };
+
+/** core/v1 Event's fields in Go's order; eventTime (metav1.MicroTime, not omitempty) is written as null when unset. */
+const EVENT_FIELD_ORDER = [
+  'kind', 'apiVersion', 'metadata', 'involvedObject', 'reason', 'message', 'source', 'firstTimestamp', 'lastTimestamp',
+  'count', 'type', 'eventTime', 'series', 'action', 'related', 'reportingComponent', 'reportingInstance',
+];
+
+const OBJECT_REFERENCE_ORDER = ['kind', 'namespace', 'name', 'uid', 'apiVersion', 'resourceVersion', 'fieldPath'];
+
+function inOrder(fields: Record<string, unknown>, order: readonly string[]): Record<string, unknown> {
+  const ordered: Record<string, unknown> = {};
+  for (const key of order) if (Object.hasOwn(fields, key)) ordered[key] = fields[key];
+  for (const [key, value] of Object.entries(fields)) if (!Object.hasOwn(ordered, key)) ordered[key] = value;
+  return ordered;
+}
+
+function presentEvent(event: KubeObject): KubeObject {
+  const fields: Record<string, unknown> = { ...event, eventTime: event.eventTime ?? null };
+  if (isJsonObject(fields.involvedObject)) fields.involvedObject = inOrder(fields.involvedObject, OBJECT_REFERENCE_ORDER);
+  return inOrder(fields, EVENT_FIELD_ORDER) as KubeObject;
+}
 
 // =============================================================================================
 // Routing and authorization
@@ -512,17 +554,87 @@ function parseRoute(resources: readonly ResourceInfo[], method: string, path: st
   return undefined;
 }
 
-function resourceName(route: Route): ResourceName {
-  return route.subresource ? `${route.resource.plural}/${route.subresource}` : route.resource.plural;
+/**
+ * What the authorizer sees of a request (RequestInfoFactory): parsed from any /api or /apis path,
+ * whether or not this server serves it, because kube-apiserver authorizes before it routes.
+ */
+export interface RequestAttributes {
+  verb: string;
+  group: string;
+  version: string;
+  /** The plural, e.g. `builds`. */
+  resource: string;
+  subresource?: string;
+  name?: string;
+  /** Absent at the cluster scope. */
+  namespace?: string;
 }
 
-export function allows(rules: readonly PermissionRule[], route: Route): boolean {
-  const resource = resourceName(route);
+const METHOD_VERBS: Readonly<Record<string, readonly [collection: string, object: string]>> = {
+  GET: ['list', 'get'],
+  HEAD: ['list', 'get'],
+  POST: ['create', 'create'],
+  PUT: ['update', 'update'],
+  PATCH: ['patch', 'patch'],
+  DELETE: ['deletecollection', 'delete'],
+};
+
+/** RequestInfoFactory.NewRequestInfo for resource requests; undefined for anything else (discovery, bad paths). */
+export function requestAttributes(method: string, path: string, query: URLSearchParams): RequestAttributes | undefined {
+  const segments = decodeSegments(path);
+  const verbs = METHOD_VERBS[method];
+  if (!segments || !verbs) return undefined;
+  const [root, ...rest] = segments;
+  let group: string;
+  let parts: string[];
+  if (root === 'api' && rest.length >= 2) [group, parts] = ['', rest];
+  else if (root === 'apis' && rest.length >= 3) [group, parts] = [rest[0] ?? '', rest.slice(1)];
+  else return undefined;
+  const [version = '', ...resourceParts] = parts;
+  let namespace: string | undefined;
+  let current = resourceParts;
+  // `namespaces/<ns>/<resource>...` is namespaced; `namespaces/<ns>` alone is the Namespace itself.
+  if (current[0] === 'namespaces' && current.length > 1) {
+    namespace = current[1];
+    if (current.length > 2) current = current.slice(2);
+  }
+  const [resource, name, subresource, ...extra] = current;
+  if (!resource || extra.length > 0) return undefined;
+  const verb = name ? verbs[1] : method === 'GET' && isWatch(query) ? 'watch' : verbs[0];
+  const attributes: RequestAttributes = { verb, group, version, resource };
+  if (subresource) attributes.subresource = subresource;
+  if (name) attributes.name = name;
+  if (namespace !== undefined) attributes.namespace = namespace;
+  return attributes;
+}
+
+/** The attributes of a routed request. */
+export function routeAttributes(route: Route): RequestAttributes {
+  const { resource, namespace, name, subresource, verb } = route;
+  const attributes: RequestAttributes = { verb, group: resource.group, version: resource.version, resource: resource.plural };
+  if (subresource) attributes.subresource = subresource;
+  if (name) attributes.name = name;
+  if (namespace !== undefined) attributes.namespace = namespace;
+  return attributes;
+}
+
+function resourceName(request: RequestAttributes): ResourceName {
+  return request.subresource ? `${request.resource}/${request.subresource}` : request.resource;
+}
+
+/**
+ * Whether any rule covers the request. Rules name resources without a group: a named resource is
+ * the one of that plural this server serves (`builds` in the CRD's group, `events` in core).
+ */
+export function allows(rules: readonly PermissionRule[], request: RequestAttributes, served: readonly ResourceInfo[]): boolean {
+  const resource = resourceName(request);
+  const known = served.some((r) => r.plural === request.resource && r.group === request.group);
   return rules.some(
     (rule) =>
-      (rule.verbs === '*' || rule.verbs.includes(route.verb)) &&
-      (rule.resources === '*' || rule.resources.includes(resource)) &&
-      (rule.namespaces === undefined || (route.namespace !== undefined && rule.namespaces.includes(route.namespace))),
+      (rule.verbs === '*' || (rule.verbs as readonly string[]).includes(request.verb)) &&
+      (rule.resources === '*' || (known && rule.resources.includes(resource))) &&
+      (rule.namespaces === undefined || (request.namespace !== undefined && rule.namespaces.includes(request.namespace))) &&
+      (rule.names === undefined || (request.name !== undefined && rule.names.includes(request.name))),
   );
 }
 
@@ -569,11 +681,12 @@ class Store {
     this.revision += 1;
     object.metadata.resourceVersion = String(this.revision);
     object.metadata = orderMetadata(object.metadata);
-    const key = `${object.metadata.namespace}/${object.metadata.name}`;
+    const stored = resource.present(object);
+    const key = `${stored.metadata.namespace}/${stored.metadata.name}`;
     const previous = this.table(resource).get(key);
-    this.table(resource).set(key, object);
-    this.record(resource, previous ? 'MODIFIED' : 'ADDED', object, previous);
-    return object;
+    this.table(resource).set(key, stored);
+    this.record(resource, previous ? 'MODIFIED' : 'ADDED', stored, previous);
+    return stored;
   }
 
   /** Removes the object; watchers see it once more, under the deletion's resourceVersion. */
@@ -716,6 +829,27 @@ export class Registry {
   /** The request's route, or undefined for a path or method nothing here serves. */
   route(method: string, path: string, query: URLSearchParams): Route | undefined {
     return parseRoute(this.resources, method, path, query);
+  }
+
+  /** Whether the rules cover the request (see allows). */
+  allows(rules: readonly PermissionRule[], request: RequestAttributes): boolean {
+    return allows(rules, request, this.resources);
+  }
+
+  /**
+   * Why a resource request that has no route is not found, as kube-apiserver answers (1.36):
+   * undefined for Go's plain-text "404 page not found" (a group, version or resource no handler
+   * claims outside core), else the Status to send.
+   */
+  notServed(request: RequestAttributes): StatusError | undefined {
+    // Core (go-restful) answers a Status for whatever it has no route for, including the methods
+    // this server leaves out and the real one serves (PUT of an Event, pods, ...).
+    if (request.group === '') return fail(ROUTE_NOT_FOUND);
+    const { custom } = this;
+    const isCustom = request.group === custom.group && request.version === custom.version && request.resource === custom.plural;
+    // The CRD handler reads an unknown subresource as a request for an object it cannot find.
+    if (isCustom && request.name && request.subresource && request.subresource !== 'status') return notFound(custom, request.name);
+    return undefined;
   }
 
   /** What discovery documents list. */
@@ -959,6 +1093,8 @@ export class Registry {
     const next = route.subresource === 'status' ? withStatusFrom(current, candidate) : prepareMainUpdate(resource, current, candidate);
     const errors = resource.validate(next);
     if (errors.length > 0) throw invalidObject(resource, name, errors);
+    // GuaranteedUpdate writes nothing when the object did not change: no new resourceVersion, no watch event.
+    if (deepEqual(withoutResourceVersion(next), withoutResourceVersion(current))) return current;
     return this.store.put(resource, next);
   }
 
@@ -1019,10 +1155,10 @@ function applyPatch(patchType: string, current: KubeObject, raw: Buffer): JsonVa
       let patch: unknown;
       try {
         patch = JSON.parse(text);
-      } catch {
-        throw badRequest('Invalid JSON Patch'); // evanphx/json-patch ErrBadJSONPatch
+      } catch (error) {
+        throw patchDecodeError(goJsonError(error, text));
       }
-      if (!isJsonObject(patch)) throw badRequest('Invalid JSON Patch');
+      if (!isJsonObject(patch)) throw patchDecodeError(`json: cannot unmarshal ${goJsonType(patch)} into Go value of type map[string]interface {}`);
       return applyMergePatch(asJson(current), patch);
     }
     default:
@@ -1032,19 +1168,33 @@ function applyPatch(patchType: string, current: KubeObject, raw: Buffer): JsonVa
 
 const MAX_JSON_PATCH_OPERATIONS = 10000;
 
+/** patch.go decodes every patch body with encoding/json first and says so. */
+const patchDecodeError = (why: string) => badRequest(`error decoding patch: ${why}`);
+
+/** encoding/json's wording for the syntax errors JSON.parse reports (the common ones exactly). */
+function goJsonError(error: unknown, text: string): string {
+  const message = (error as Error).message;
+  if (/Unexpected end of JSON input/i.test(message)) return 'unexpected end of JSON input';
+  const at = /at position (\d+)/.exec(message);
+  const char = at ? text.charAt(Number(at[1])) : '';
+  if (char && /Expected property name/.test(message)) return `invalid character '${char}' looking for beginning of object key string`;
+  if (char) return `invalid character '${char}' looking for beginning of value`;
+  return message.charAt(0).toLowerCase() + message.slice(1);
+}
+
 function applyJsonPatchBody(document: JsonObject, text: string): JsonValue {
   let operations: unknown;
   try {
     operations = JSON.parse(text);
   } catch (error) {
-    throw badRequest((error as Error).message);
+    throw patchDecodeError(goJsonError(error, text));
   }
   if (!Array.isArray(operations)) {
-    throw badRequest(`json: cannot unmarshal ${goJsonType(operations)} into Go value of type []handlers.jsonPatchOp`);
+    throw patchDecodeError(`json: cannot unmarshal ${goJsonType(operations)} into Go value of type []handlers.jsonPatchOp`);
   }
   const notObject = operations.find((op) => !isJsonObject(op));
   if (notObject !== undefined) {
-    throw badRequest(`json: cannot unmarshal ${goJsonType(notObject)} into Go value of type handlers.jsonPatchOp`);
+    throw patchDecodeError(`json: cannot unmarshal ${goJsonType(notObject)} into Go value of type handlers.jsonPatchOp`);
   }
   if (operations.length > MAX_JSON_PATCH_OPERATIONS) {
     throw entityTooLarge(`The allowed maximum operations in a JSON patch is ${MAX_JSON_PATCH_OPERATIONS}, got ${operations.length}`);
@@ -1106,6 +1256,11 @@ function prepareMainUpdate(resource: ResourceInfo, current: KubeObject, candidat
     next.metadata.generation = generation + 1;
   }
   return next;
+}
+
+function withoutResourceVersion(object: KubeObject): KubeObject {
+  const { resourceVersion: _resourceVersion, ...metadata } = object.metadata;
+  return { ...object, metadata: metadata as ObjectMeta };
 }
 
 function withoutMetadataAndStatus(object: KubeObject): Record<string, unknown> {

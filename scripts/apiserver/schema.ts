@@ -8,7 +8,7 @@
 import { parse as parseYaml } from 'yaml';
 
 import { isJsonObject, type JsonObject, type JsonValue } from './json-patch.js';
-import { invalidValue, notSupported, quote, required, typeInvalid, type FieldError } from './status.js';
+import { inBody, invalidValue, notSupported, quote, required, typeInvalid, type FieldError } from './status.js';
 
 export type SchemaType = 'object' | 'array' | 'string' | 'integer' | 'number' | 'boolean';
 
@@ -354,18 +354,21 @@ function matchesType(value: JsonValue, schema: StructuralSchema): boolean {
   }
 }
 
-/** Go's %#v of the list-map key a duplicate entry repeats, as field.Duplicate prints it. */
-function goMapLiteral(entry: JsonObject, keys: readonly string[]): string {
-  return `map[string]interface {}{${keys.map((k) => `${quote(k)}:${quote(entry[k])}`).join(', ')}}`;
+/** The list-map key a duplicate entry repeats, as field.Duplicate prints it (as JSON since 1.3x). */
+function mapKeyLiteral(entry: JsonObject, keys: readonly string[]): string {
+  return `{${keys.map((k) => `${quote(k)}:${quote(entry[k])}`).join(',')}}`;
 }
 
 /** Every finding of the schema on `value`, whose field path is `path` ('' at the root). */
 export function schemaErrors(value: JsonValue, schema: StructuralSchema, path: string): FieldError[] {
-  if (!matchesType(value, schema)) return [typeInvalid(path, value, schema.type ?? 'object')];
-  if (value === null) return [];
-  if (schema.enum && !schema.enum.some((allowed) => JSON.stringify(allowed) === JSON.stringify(value))) {
-    return [notSupported(path, value, schema.enum)];
+  const outsideEnum = schema.enum !== undefined && !schema.enum.some((allowed) => JSON.stringify(allowed) === JSON.stringify(value));
+  if (!matchesType(value, schema)) {
+    // The validator goes on to the enum with the mistyped value (5 is not "Running" either).
+    const enumError = outsideEnum && schema.enum ? [notSupported(path, value, schema.enum)] : [];
+    return [typeInvalid(path, value, schema.type ?? 'object'), ...enumError];
   }
+  if (value === null) return [];
+  if (outsideEnum && schema.enum) return [notSupported(path, value, schema.enum)];
   if (typeof value === 'string') return stringErrors(value, schema, path);
   if (typeof value === 'number') return numberErrors(value, schema, path);
   if (Array.isArray(value)) return arrayErrors(value, schema, path);
@@ -376,26 +379,27 @@ export function schemaErrors(value: JsonValue, schema: StructuralSchema, path: s
 function stringErrors(value: string, schema: StructuralSchema, path: string): FieldError[] {
   const shown = quote(value);
   if (schema.minLength !== undefined && value.length < schema.minLength) {
-    return [invalidValue(path, shown, `${path} in body should be at least ${schema.minLength} chars long`)];
+    return [invalidValue(path, shown, `${inBody(path)} in body should be at least ${schema.minLength} chars long`)];
   }
   if (schema.maxLength !== undefined && value.length > schema.maxLength) {
-    return [invalidValue(path, shown, `${path} in body should be at most ${schema.maxLength} chars long`)];
+    return [invalidValue(path, shown, `${inBody(path)} in body should be at most ${schema.maxLength} chars long`)];
   }
   if (schema.pattern !== undefined && !new RegExp(schema.pattern, 'u').test(value)) {
-    return [invalidValue(path, shown, `${path} in body should match '${schema.pattern}'`)];
+    return [invalidValue(path, shown, `${inBody(path)} in body should match '${schema.pattern}'`)];
   }
   if (schema.format === 'date-time' && !DATE_TIME.test(value)) {
-    return [invalidValue(path, shown, `${path} in body must be of type date-time: ${shown}`)];
+    // A format failure is reported as a type error (InvalidTypeCode), like a wrong JSON type.
+    return [{ ...invalidValue(path, shown, `${inBody(path)} in body must be of type date-time: ${shown}`), type: 'FieldValueTypeInvalid' }];
   }
   return [];
 }
 
 function numberErrors(value: number, schema: StructuralSchema, path: string): FieldError[] {
   if (schema.minimum !== undefined && value < schema.minimum) {
-    return [invalidValue(path, String(value), `${path} in body should be greater than or equal to ${schema.minimum}`)];
+    return [invalidValue(path, String(value), `${inBody(path)} in body should be greater than or equal to ${schema.minimum}`)];
   }
   if (schema.maximum !== undefined && value > schema.maximum) {
-    return [invalidValue(path, String(value), `${path} in body should be less than or equal to ${schema.maximum}`)];
+    return [invalidValue(path, String(value), `${inBody(path)} in body should be less than or equal to ${schema.maximum}`)];
   }
   return [];
 }
@@ -403,10 +407,10 @@ function numberErrors(value: number, schema: StructuralSchema, path: string): Fi
 function arrayErrors(items: readonly JsonValue[], schema: StructuralSchema, path: string): FieldError[] {
   const errors: FieldError[] = [];
   if (schema.minItems !== undefined && items.length < schema.minItems) {
-    errors.push(invalidValue(path, String(items.length), `${path} in body should have at least ${schema.minItems} items`));
+    errors.push(invalidValue(path, String(items.length), `${inBody(path)} in body should have at least ${schema.minItems} items`));
   }
   if (schema.maxItems !== undefined && items.length > schema.maxItems) {
-    errors.push(invalidValue(path, String(items.length), `${path} in body should have at most ${schema.maxItems} items`));
+    errors.push(invalidValue(path, String(items.length), `${inBody(path)} in body should have at most ${schema.maxItems} items`));
   }
   if (schema.items) errors.push(...items.flatMap((item, i) => schemaErrors(item, schema.items as StructuralSchema, `${path}[${i}]`)));
   const keys = schema.listMapKeys;
@@ -415,7 +419,7 @@ function arrayErrors(items: readonly JsonValue[], schema: StructuralSchema, path
     items.forEach((item, i) => {
       if (!isJsonObject(item)) return;
       const key = JSON.stringify(keys.map((k) => item[k]));
-      if (seen.has(key)) errors.push({ type: 'FieldValueDuplicate', field: `${path}[${i}]`, body: `Duplicate value: ${goMapLiteral(item, keys)}` });
+      if (seen.has(key)) errors.push({ type: 'FieldValueDuplicate', field: `${path}[${i}]`, body: `Duplicate value: ${mapKeyLiteral(item, keys)}` });
       seen.add(key);
     });
   }

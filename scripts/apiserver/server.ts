@@ -26,10 +26,12 @@ import { createCertificateAuthority, sharedServerCertificates, type ServerPems }
 import { discoveryDocument } from './discovery.js';
 import { deepCopy, type JsonObject } from './json-patch.js';
 import {
-  allows,
   forbidden,
+  forbiddenPath,
   MAX_BODY_BYTES,
   Registry,
+  requestAttributes,
+  routeAttributes,
   ROUTE_NOT_FOUND,
   UNAUTHORIZED,
   type KubeObject,
@@ -54,12 +56,24 @@ export interface Identity {
   rules?: readonly PermissionRule[];
 }
 
-/** Exactly the Role in deploy/rbac.yaml: what a build pod gets in a real cluster. */
+/** The runtime's verbs on any Build: the ClusterRole of deploy/operator-layout.yaml (buildRoleRules narrows them to one Build, as deploy/rbac.yaml does). */
 export const DEPLOY_ROLE_RULES: readonly PermissionRule[] = [
   { verbs: ['get'], resources: ['builds'] },
   { verbs: ['get', 'update', 'patch'], resources: ['builds/status'] },
   { verbs: ['create', 'patch'], resources: ['events'] },
 ];
+
+/**
+ * The Role of deploy/build-role.template.yaml rendered for one Build (deploy/rbac.yaml is it for
+ * sample-build): its own Build and status only, Events by any name.
+ */
+export function buildRoleRules(buildName: string): PermissionRule[] {
+  return [
+    { verbs: ['get'], resources: ['builds'], names: [buildName] },
+    { verbs: ['get', 'update', 'patch'], resources: ['builds/status'], names: [buildName] },
+    { verbs: ['create', 'patch'], resources: ['events'] },
+  ];
+}
 
 /** The CRD manifests in deploy/ by short name: `--crd conditions` (the default) or `--crd spot`. */
 export const CRD_FILES = {
@@ -271,6 +285,9 @@ function jsonReply(status: number, value: unknown): Reply {
   return { status, contentType: 'application/json', body: JSON.stringify(value) };
 }
 
+/** Go's http.NotFound, for a path no API handler claims. */
+const notFoundPage = (): Reply => ({ status: 404, contentType: 'text/plain; charset=utf-8', body: '404 page not found\n', headers: { 'X-Content-Type-Options': 'nosniff' } });
+
 /** ErrorNegotiated sets Retry-After whenever details.retryAfterSeconds > 0. */
 function statusReply(status: Status): Reply {
   const reply = jsonReply(status.code ?? 500, status);
@@ -384,6 +401,9 @@ function asBuild(object: KubeObject): Build {
 
 /** The user a kubeconfig from this server acts as, with every permission (a kind cluster's admin). */
 const ADMIN: Identity = { user: 'kubernetes-admin', rules: [{ verbs: '*', resources: '*' }] };
+
+/** Who a request without a bearer token is (kube-apiserver's --anonymous-auth, on by default): granted nothing here. */
+const ANONYMOUS: Identity = { user: 'system:anonymous', rules: [] };
 
 // =============================================================================================
 // The server
@@ -757,19 +777,33 @@ class LocalApiServer implements ApiServer {
   }
 
   /**
-   * Authentication, discovery (any authenticated user may read it, as system:discovery allows),
-   * routing, authorization, content negotiation, then the verb; every refusal is a Status.
+   * Authentication, discovery (any authenticated user may read it, as system:discovery allows;
+   * the anonymous user only /version), authorization, routing, content negotiation, then the verb;
+   * every refusal is a Status but one (a group with no API installed).
    */
   private respond(entry: RequestLogEntry, req: IncomingMessage, url: URL, body: RequestBody): Reply | WatchReply {
     try {
       const identity = this.authenticate(req.headers.authorization);
       entry.identity = identity.user;
       const address = `${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`;
-      const document = entry.method === 'GET' ? discoveryDocument(entry.path, this.registry.discovered(), address) : undefined;
-      if (document) return jsonReply(200, document);
       const route = this.registry.route(entry.method, entry.path, url.searchParams);
-      if (!route) throw fail(ROUTE_NOT_FOUND);
-      if (!allows(identity.rules ?? BUILD_POD_RULES, route)) throw forbidden(identity.user, route);
+      // kube-apiserver authorizes before it routes: what nobody granted is 403 whether it exists or not.
+      const attributes = route ? routeAttributes(route) : requestAttributes(entry.method, entry.path, url.searchParams);
+      if (!attributes) {
+        // A non-resource path: discovery, which system:discovery grants to every authenticated user
+        // and system:public-info-viewer (/version) to anyone.
+        if (identity === ANONYMOUS && entry.path !== '/version') throw forbiddenPath(identity.user, entry.path);
+        const document = entry.method === 'GET' ? discoveryDocument(entry.path, this.registry.discovered(), address) : undefined;
+        if (document) return jsonReply(200, document);
+        if (entry.path === '/api' || entry.path.startsWith('/api/')) throw fail(ROUTE_NOT_FOUND);
+        return notFoundPage();
+      }
+      if (!this.registry.allows(identity.rules ?? BUILD_POD_RULES, attributes)) throw forbidden(identity.user, attributes);
+      if (!route) {
+        const refusal = this.registry.notServed(attributes);
+        if (refusal) throw refusal;
+        return notFoundPage();
+      }
       const representation = readsObjects(route) ? negotiate(req.headers.accept) : ({ as: 'object' } as const);
       if (route.verb === 'watch') return { watch: this.registry.openWatch(route, url.searchParams), representation, query: url.searchParams };
       const request = { query: url.searchParams, contentType: req.headers['content-type'], body: body.data, bodyLimit: body.limit };
@@ -791,10 +825,16 @@ class LocalApiServer implements ApiServer {
     return toTable(route.resource.printer, objects, answer.metadata.resourceVersion ?? '', options, Date.now());
   }
 
-  /** The bearer authenticator: `Bearer <token>`, scheme case-insensitive; anything else is 401. */
+  /**
+   * The bearer authenticator (bearertoken.go): `Bearer <token>`, scheme case-insensitive; a token
+   * nobody issued is 401. A request that presents no bearer token at all (no header, another
+   * scheme, an empty token) is the anonymous user, on by default in kube-apiserver, who may do
+   * nothing here: 403.
+   */
   private authenticate(header: string | undefined): Identity {
-    const [scheme, token] = (header ?? '').split(' ');
-    const identity = scheme?.toLowerCase() === 'bearer' && token ? this.identities.get(token) : undefined;
+    const [scheme, token] = (header ?? '').trim().split(' ');
+    if (scheme?.toLowerCase() !== 'bearer' || !token) return ANONYMOUS;
+    const identity = this.identities.get(token);
     if (!identity) throw fail(UNAUTHORIZED);
     return identity;
   }

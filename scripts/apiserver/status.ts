@@ -57,7 +57,7 @@ export const required = (field: string, detail = ''): FieldError => ({
   body: detail ? `Required value: ${detail}` : 'Required value',
 });
 
-/** `shown` is the bad value as Go prints it: quoted for strings, `0x0` for a zero resourceVersion. */
+/** `shown` is the bad value as Go prints it: quoted for strings, `0` for a zero resourceVersion. */
 export const invalidValue = (field: string, shown: string, detail: string): FieldError => ({
   type: 'FieldValueInvalid',
   field,
@@ -84,11 +84,17 @@ function jsonType(value: unknown): string {
   return typeof value;
 }
 
+/**
+ * The name kube-openapi's validator gives a field in "... in body ...": status writes validate the
+ * status object on its own (ValidateStatusUpdate), so there the path starts below `status`.
+ */
+export const inBody = (field: string) => field.replace(/^status\./, '');
+
 /** How apiextensions reports an OpenAPI type mismatch (InvalidTypeCode → field.TypeInvalid). */
 export const typeInvalid = (field: string, value: unknown, expected: string): FieldError => ({
   type: 'FieldValueTypeInvalid',
   field,
-  body: `Invalid value: "${jsonType(value)}": ${field} in body must be of type ${expected}: "${jsonType(value)}"`,
+  body: `Invalid value: "${jsonType(value)}": ${inBody(field)} in body must be of type ${expected}: "${jsonType(value)}"`,
 });
 
 /** utilerrors aggregate: one message as is, several deduplicated inside brackets. */

@@ -15,7 +15,8 @@
  *     },
  *     "reply": { "status": 200, "headers": { "retry-after": "1" }, "body": { "kind": "Build", "...": "..." } },
  *     "error": "ECONNRESET",
- *     "delayMs": 50
+ *     "delayMs": 50,
+ *     "source": "recorded: kube-apiserver v1.36.3"  (or "hand-written")
  *   }
  * ]
  * ```
@@ -99,6 +100,12 @@ export interface FixtureReply {
 
 export interface Exchange {
   comment?: string;
+  /**
+   * Where the reply comes from: `recorded: kube-apiserver vX.Y.Z` (written by `npm run
+   * fixtures:record` and checked against the real server by `npm run test:cluster`), or
+   * `hand-written` for answers a real server cannot be made to give on demand (429, 5xx, resets).
+   */
+  source?: string;
   request: FixtureRequest;
   reply?: FixtureReply;
   error?: string;
@@ -138,7 +145,10 @@ export function validateExchanges(value: unknown, where = 'inline'): Exchange[] 
     const at = `${where}[${i}]`;
     if (!isObject(entry)) fail(at, 'must be an object');
     for (const key of Object.keys(entry)) {
-      if (!['comment', 'request', 'reply', 'error', 'delayMs'].includes(key)) fail(at, `unknown key ${JSON.stringify(key)}`);
+      if (!['comment', 'source', 'request', 'reply', 'error', 'delayMs'].includes(key)) fail(at, `unknown key ${JSON.stringify(key)}`);
+    }
+    if (entry.source !== undefined && (typeof entry.source !== 'string' || !/^(hand-written|recorded: .+)$/.test(entry.source))) {
+      fail(at, '"source" must be "hand-written" or "recorded: <server and version>"');
     }
     const { request, reply, error, delayMs } = entry;
     if (!isObject(request)) fail(at, '"request" must be an object');

@@ -1,0 +1,403 @@
+/**
+ * `npm run fixtures:record`: the fixtures a real server can produce, recorded from one. Each
+ * scenario below drives the library the way its unit test does (same calls, same inputs, same
+ * clock) against a real kube-apiserver, with the harness acting as the operator where the story
+ * needs one (a write between our read and our write, a deleted event, a revoked token). What the
+ * library sent and what the server answered is normalized (recording.ts) and written to
+ * test/fixtures/<name>.json; the unit tests then replay real answers. Comments of the committed
+ * fixture are kept when the exchanges still line up.
+ *
+ * test/cluster/fixtures.test.ts records again and fails when the committed files no longer
+ * match what the real server answers.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Agent } from 'undici';
+// The public API only (lib/index.ts), so moves inside lib/ do not touch the recorder.
+import { applyCondition, createClient, createTransport, FileTokenSource, type Build, type BuildRef, type BuildStatus, type ClientOptions, type SpotClient } from '../../lib/index.js';
+import { FIXTURES_DIR, validateExchanges, type Exchange } from '../support/fixtures.js';
+import { pinnedVersions } from './build.js';
+import { startCluster, type Cluster, type ServiceAccountFolder } from './harness.js';
+import { normalize, RecordingDispatcher, type RawExchange } from './recording.js';
+import { buildIdentity, buildPath, createBuild, readBuild, withoutEvents, type StoredBuild } from './support.js';
+
+const NS = 'ns';
+const ref: BuildRef = { namespace: NS, name: 'b1' };
+/** The unit tests' event clock and pod name (test/events.test.ts). */
+const T0 = Date.parse('2025-06-01T10:00:00Z');
+const POD = 'b1-build-7x9k2';
+/** The Build of test/fixtures/get-build.json. */
+const SPEC = { image: { name: 'team/app', tag: '3f2c1a9', registry: { url: 'registry.example.com' } } };
+const RUNNING: BuildStatus = { phase: 'Running', conditions: [{ type: 'Building Image', status: 'In Progress', lastTransitionTime: '2025-06-01T10:00:05Z' }] };
+
+export const SOURCE = `recorded: kube-apiserver ${pinnedVersions().kubernetes}`;
+
+interface Context {
+  cluster: Cluster;
+  /** b1's own service account in `ns`, with deploy/build-role.template.yaml's Role rendered for b1. */
+  sa: ServiceAccountFolder;
+  recorder: RecordingDispatcher;
+  /** A client in in-cluster mode whose every request is recorded. */
+  client(options?: Pick<ClientOptions, 'events' | 'serviceAccountDir'>): Promise<SpotClient>;
+  /** A fresh `ns/b1` (the previous one deleted) with `status`; remembered for normalizing. */
+  seed(status?: BuildStatus): Promise<StoredBuild>;
+  /** The Build as the library would read it, without recording a request. */
+  read(): Promise<Build>;
+  /** The operator (the harness) replaces the status. */
+  operatorWrites(status: BuildStatus): Promise<void>;
+  /** Name the real token gets in the fixture (default `test-token`). */
+  tokenName: string;
+  /** The service-account folder the client reads (default `sa`). */
+  folder: ServiceAccountFolder;
+}
+
+interface Scenario {
+  name: string;
+  run(ctx: Context): Promise<void>;
+}
+
+/** The reply statuses of the committed fixture's GETs after the first: what the operator wrote meanwhile. */
+function operatorStatuses(fixture: string): BuildStatus[] {
+  const exchanges = JSON.parse(readFileSync(join(FIXTURES_DIR, `${fixture}.json`), 'utf8')) as Exchange[];
+  return exchanges.filter((e) => e.request.method === 'GET').slice(1).map((e) => (e.reply!.body as Build).status!);
+}
+
+const succeeded = (build: Build) =>
+  applyCondition(build.status!, { type: 'Building Image', status: 'Success', reason: 'Succeeded', message: 'image pushed' }, new Date('2025-06-01T10:05:00Z'));
+
+const eventClock = (clock: { now: number }) => ({ instance: POD, now: () => new Date(clock.now) });
+const STARTED = { type: 'Normal', reason: 'Started', message: 'building team/app:3f2c1a9' } as const;
+const FAILED = { type: 'Warning', reason: 'StepFailed', message: 'step "push" exited with code 1' } as const;
+
+/** Runs before each PATCH of the status, in order; later PATCHes go through untouched. */
+function beforePatches(ctx: Context, actions: Array<() => Promise<void>>): void {
+  let n = 0;
+  ctx.recorder.before = async (request) => {
+    if (request.method === 'PATCH' && request.path.endsWith('/status') && n < actions.length) await actions[n++]!();
+  };
+}
+
+export const SCENARIOS: Scenario[] = [
+  {
+    name: 'get-build',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      await (await ctx.client()).getBuild(ref);
+    },
+  },
+  {
+    name: 'get-build-not-found',
+    async run(ctx) {
+      await ctx.cluster.http.send({ method: 'DELETE', path: buildPath(NS, 'b1') });
+      await (await ctx.client()).getBuild(ref).catch(() => {});
+    },
+  },
+  {
+    name: 'replace-build-status',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      const build = await ctx.read();
+      build.status = { phase: 'Done', conditions: [{ type: 'Building Image', status: 'Success', lastTransitionTime: '2025-06-01T10:05:00Z', reason: 'Succeeded' }] };
+      await (await ctx.client()).replaceBuildStatus(build);
+    },
+  },
+  {
+    name: 'replace-build-status-conflict',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      const build = await ctx.read();
+      await ctx.operatorWrites({ ...RUNNING, pod: { namespace: NS, name: POD } });
+      build.status = { phase: 'Done', conditions: [{ type: 'Building Image', status: 'Success', lastTransitionTime: '2025-06-01T10:05:00Z', reason: 'Succeeded' }] };
+      await (await ctx.client()).replaceBuildStatus(build).catch(() => {});
+    },
+  },
+  {
+    name: 'patch-build-status-merge',
+    async run(ctx) {
+      const seeded = await ctx.seed(RUNNING);
+      const status = { ...RUNNING, conditions: [...RUNNING.conditions!, { type: 'Pushing Image', status: 'In Progress', lastTransitionTime: '2025-06-01T10:03:00Z' }] };
+      await (await ctx.client()).patchBuildStatus(ref, { status }, { type: 'merge', resourceVersion: seeded.metadata.resourceVersion as string });
+    },
+  },
+  {
+    name: 'patch-build-status-merge-unconditional',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      await (await ctx.client()).patchBuildStatus(ref, { status: { phase: 'Running' } }, { type: 'merge' });
+    },
+  },
+  {
+    name: 'patch-build-status-json',
+    async run(ctx) {
+      const seeded = await ctx.seed(RUNNING);
+      await (await ctx.client()).patchBuildStatus(ref, [{ op: 'replace', path: '/status/phase', value: 'Done' }], { type: 'json', resourceVersion: seeded.metadata.resourceVersion as string });
+    },
+  },
+  {
+    name: 'patch-build-status-invalid',
+    async run(ctx) {
+      const seeded = await ctx.seed(RUNNING);
+      await (await ctx.client())
+        .patchBuildStatus(ref, { status: { phase: 'Finished' } } as never, { type: 'merge', resourceVersion: seeded.metadata.resourceVersion as string })
+        .catch(() => {});
+    },
+  },
+  {
+    name: 'patch-build-status-strategic',
+    async run(ctx) {
+      // No call of the library sends this content type; the transport is public API and the
+      // answer is what a client that does (client-node's KubernetesObjectApi.patch) gets.
+      await ctx.seed(RUNNING);
+      const source = await FileTokenSource.open(join(ctx.folder.dir, 'token'));
+      const transport = createTransport({ server: ctx.cluster.url, tokenSource: source, dispatcher: ctx.recorder, retry: { maxRetries: 0 } });
+      await transport
+        .request({ method: 'PATCH', path: `${buildPath(NS, 'b1')}/status`, body: { status: { phase: 'Done' } }, contentType: 'application/strategic-merge-patch+json' })
+        .catch(() => {});
+    },
+  },
+  {
+    name: 'update-build-status-conflicts',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      beforePatches(ctx, operatorStatuses('update-build-status-conflicts').map((s) => () => ctx.operatorWrites(s)));
+      await (await ctx.client()).updateBuildStatus(ref, succeeded);
+    },
+  },
+  {
+    name: 'update-build-status-conflict-exhausted',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      // The operator keeps touching the Build (an annotation on the main resource): the status
+      // stays as it was, but every write moves the resourceVersion, so each of our patches is stale.
+      beforePatches(ctx, [1, 2].map((n) => () => ctx.cluster.http.expect({
+        method: 'PATCH',
+        path: buildPath(NS, 'b1'),
+        contentType: 'application/merge-patch+json',
+        body: { metadata: { annotations: { 'spot.release.com/reconciled': String(n) } } },
+      }).then(() => {})));
+      await (await ctx.client()).updateBuildStatus(ref, succeeded, { maxAttempts: 2 }).catch(() => {});
+    },
+  },
+  {
+    name: 'update-build-status-no-change',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      await (await ctx.client()).updateBuildStatus(ref, (b) => {
+        b.status!.phase = 'Running';
+      });
+    },
+  },
+  {
+    name: 'event-created',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      const build = await ctx.read();
+      await (await ctx.client({ events: eventClock({ now: T0 }) })).recordEvent(build, STARTED);
+    },
+  },
+  {
+    name: 'event-already-exists',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      const build = await ctx.read();
+      // The POST whose answer was lost: the event is already there under the same name.
+      ctx.recorder.before = async (request) => {
+        const event = JSON.parse(request.body!) as { metadata: { name: string } };
+        await ctx.cluster.http.expect({ method: 'POST', path: `/api/v1/namespaces/${NS}/events`, body: event });
+      };
+      await (await ctx.client({ events: eventClock({ now: T0 }) })).recordEvent(build, STARTED);
+    },
+  },
+  {
+    name: 'event-folded',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      const build = await ctx.read();
+      const clock = { now: T0 };
+      const client = await ctx.client({ events: eventClock(clock) });
+      for (const at of [0, 60_000, 9 * 60_000, 11 * 60_000]) {
+        clock.now = T0 + at;
+        await client.recordEvent(build, FAILED);
+      }
+    },
+  },
+  {
+    name: 'event-fold-gone',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      const build = await ctx.read();
+      const clock = { now: T0 };
+      const client = await ctx.client({ events: eventClock(clock) });
+      const first = await client.recordEvent(build, FAILED);
+      if (!first.ok) throw first.error;
+      await ctx.cluster.http.expect({ method: 'DELETE', path: `/api/v1/namespaces/${NS}/events/${first.name}` });
+      clock.now = T0 + 60_000;
+      await client.recordEvent(build, FAILED);
+    },
+  },
+  {
+    name: 'event-forbidden',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      const build = await ctx.read();
+      const folder = await ctx.cluster.serviceAccountFolder(NS, 'no-events');
+      ctx.folder = folder;
+      await (await ctx.client({ events: eventClock({ now: T0 }), serviceAccountDir: folder.dir })).recordEvent(build, STARTED);
+    },
+  },
+  {
+    name: 'token-401-unchanged',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      await ctx.sa.rotate('test-token'); // not a token the server issued
+      await (await ctx.client()).getBuild(ref).catch(() => {});
+    },
+  },
+  {
+    name: 'token-401-twice',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      await ctx.sa.rotate('test-token');
+      const client = await ctx.client();
+      await ctx.sa.rotate('test-token-rotated'); // rotated, but to a token that is refused as well
+      await client.getBuild(ref).catch(() => {});
+    },
+  },
+  {
+    name: 'token-rotated-401',
+    async run(ctx) {
+      await ctx.seed(RUNNING);
+      const valid = ctx.sa.token;
+      await ctx.sa.rotate('test-token');
+      const client = await ctx.client();
+      await ctx.sa.rotate(valid); // the kubelet's rotation; the client's cache has not noticed
+      ctx.tokenName = 'test-token-rotated';
+      await client.getBuild(ref);
+    },
+  },
+];
+
+/** The CRD is gone: the route itself answers 404. Recorded last, on its own (it deletes the CRD). */
+const CRD_MISSING: Scenario = {
+  name: 'get-build-crd-missing',
+  async run(ctx) {
+    await ctx.cluster.kubectlOk(['delete', 'crd', 'builds.spot.release.com', '--wait=true']);
+    for (let i = 0; ; i++) {
+      const r = await ctx.cluster.http.send({ method: 'GET', path: buildPath(NS, 'b1') });
+      if (r.status === 404 && (r.body as { details?: unknown }).details === undefined) break;
+      if (i > 200) throw new Error(`the builds route is still served after the CRD was deleted: ${r.status}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    await (await ctx.client()).getBuild(ref).catch(() => {});
+  },
+};
+
+export interface Recorded {
+  name: string;
+  exchanges: Exchange[];
+}
+
+/** Records every scenario (or those named) on `cluster`, which must have deploy/crd.yaml applied. */
+export async function recordFixtures(cluster: Cluster, only?: string[]): Promise<Recorded[]> {
+  // b1's identity as the operator makes it (the scenarios delete and create b1 again: the Role
+  // names it, so it still applies), and a second one whose Role has no events (for the 403).
+  await cluster.ensureNamespace(NS);
+  const first = await createBuild(cluster, NS, 'b1', SPEC);
+  const { sa: { serviceAccount } } = await buildIdentity(cluster, first);
+  await buildIdentity(cluster, first, {
+    serviceAccount: 'no-events',
+    transform: (o) => {
+      const renamed = { ...withoutEvents(o), metadata: { ...o.metadata, name: 'no-events' } };
+      return o.kind === 'RoleBinding' ? { ...renamed, roleRef: { ...(o.roleRef as object), name: 'no-events' } } : renamed;
+    },
+  });
+  const out: Recorded[] = [];
+  for (const scenario of [...SCENARIOS, CRD_MISSING].filter((s) => !only || only.includes(s.name))) {
+    const sa = await cluster.serviceAccountFolder(NS, serviceAccount);
+    // The token the server issued (a scenario may write other ones into the folder).
+    const issued = sa.token;
+    let seeded: StoredBuild | undefined;
+    const clients: SpotClient[] = [];
+    const recorder = new RecordingDispatcher(new Agent({ connect: { ca: cluster.caPem, rejectUnauthorized: true } }));
+    const ctx: Context = {
+      cluster,
+      sa,
+      recorder,
+      tokenName: 'test-token',
+      folder: sa,
+      async client(options = {}) {
+        const client = await createClient({
+          env: { ...(options.serviceAccountDir ? { ...sa.env, SPOT_SERVICEACCOUNT_DIR: options.serviceAccountDir } : sa.env) },
+          dispatcher: recorder,
+          retry: { maxRetries: 0 },
+          ...options,
+        });
+        clients.push(client);
+        return client;
+      },
+      async seed(status) {
+        await cluster.http.send({ method: 'DELETE', path: buildPath(NS, 'b1') });
+        seeded = await createBuild(cluster, NS, 'b1', SPEC, status);
+        return seeded;
+      },
+      read: () => readBuild(cluster, NS, 'b1') as unknown as Promise<Build>,
+      async operatorWrites(status) {
+        const current = await readBuild(cluster, NS, 'b1');
+        await cluster.http.expect({ method: 'PUT', path: `${buildPath(NS, 'b1')}/status`, body: { ...current, status } });
+      },
+    };
+    try {
+      await scenario.run(ctx);
+    } finally {
+      for (const c of clients) await c.close();
+      await recorder.close();
+    }
+    const tokens = new Map<string, string>([[issued, ctx.tokenName]]);
+    if (ctx.folder !== sa) tokens.set(ctx.folder.token, 'test-token');
+    const exchanges = normalize(recorder.exchanges as RawExchange[], {
+      tokens,
+      buildUid: seeded?.metadata.uid ?? '',
+      buildVersions: seeded ? [seeded.metadata.resourceVersion as string] : [],
+    });
+    out.push({ name: scenario.name, exchanges: exchanges.map((e) => ({ ...e, source: SOURCE }) as Exchange) });
+  }
+  return out;
+}
+
+/** The committed fixture with `recorded`'s exchanges, keeping its comments where the exchanges line up. */
+export function merged(recorded: Recorded): Exchange[] {
+  let committed: Exchange[] = [];
+  try {
+    committed = JSON.parse(readFileSync(join(FIXTURES_DIR, `${recorded.name}.json`), 'utf8')) as Exchange[];
+  } catch {
+    // a new fixture
+  }
+  return recorded.exchanges.map((e, i) => {
+    const old = committed[i];
+    const comment = old && old.request.method === e.request.method ? old.comment : undefined;
+    return { ...(comment ? { comment } : {}), ...e };
+  });
+}
+
+async function main(): Promise<void> {
+  const only = process.argv.slice(2);
+  const cluster = await startCluster({ deploy: ['deploy/crd.yaml'], log: (l) => console.log(l) });
+  try {
+    const recorded = await recordFixtures(cluster, only.length > 0 ? only : undefined);
+    for (const r of recorded) {
+      const exchanges = validateExchanges(merged(r), r.name);
+      writeFileSync(join(FIXTURES_DIR, `${r.name}.json`), `${JSON.stringify(exchanges, null, 2)}\n`);
+      console.log(`test/fixtures/${r.name}.json: ${exchanges.map((e) => `${e.request.method} ${e.reply?.status ?? e.error}`).join(', ')}`);
+    }
+  } finally {
+    await cluster.stop();
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((err: Error) => {
+    console.error(`fixtures:record: ${err.message}`);
+    process.exitCode = 1;
+  });
+}
