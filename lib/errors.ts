@@ -304,3 +304,8 @@ export const isTooManyRequests = (err: unknown): err is ApiError & { readonly st
 export const isInvalid = (err: unknown): err is ApiError & { readonly statusCode: 422 } => apiStatus(err) === 422;
 export const isBuildReplaced = (err: unknown): err is BuildReplacedError => isSpotError(err) && err.code === 'ERR_SPOT_REPLACED';
 export const isAborted = (err: unknown): err is AbortedError => isSpotError(err) && err.code === 'ERR_SPOT_ABORTED';
+
+/** A thrown value as an Error (a task may throw anything). */
+export function errorOf(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

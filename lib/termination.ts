@@ -13,7 +13,8 @@
 import { writeFileSync } from 'node:fs';
 import { DEFAULT_VOCABULARY, type Vocabulary } from './conditions.js';
 import { fitMessage, sanitizeMessage } from './messages.js';
-import { Reasons, type RunOutcome } from './runner.js';
+import type { RunOutcome } from './runner.js';
+import { Reasons } from './task-rules.js';
 
 /** The kubelet reads at most this much of the file (and of all containers' messages together, 12 KiB). */
 export const TERMINATION_MESSAGE_MAX_BYTES = 4096;
