@@ -1,8 +1,8 @@
 /**
  * spot-run's command line: the flags, --help, and turning argv and the environment into a plan.
  * `parseOptions` is pure (no file, no network), so every flag-worded error can be tested without
- * a process; `planRun` adds the one read it needs, the --tasks file. Each check happens once, and
- * all of them before anything is sent.
+ * a process; `planRun` adds the one read it needs, the --tasks file (tasks-file.ts). Each check
+ * happens once, and all of them before anything is sent.
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -14,11 +14,11 @@ import { parseBuildReference, shown, validateName } from '../../lib/names.js';
 import { parseResource, type BuildResource } from '../../lib/resource.js';
 import { duplicateTaskType } from '../../lib/runner.js';
 import { MIN_MASKED_LENGTH } from '../../lib/secrets.js';
-import { parseSteps, type StepSpec } from '../../lib/steps.js';
+import type { StepSpec } from '../../lib/steps.js';
 import { DEFAULT_TERMINATION_LOG } from '../../lib/termination.js';
 import type { BuildRef } from '../../lib/types.js';
 import { CommandFailure, usageError, type Output, type TerminationLogSetting } from './exit-codes.js';
-import { findJsonSyntaxFault } from './json-syntax.js';
+import { readTasksFile } from './tasks-file.js';
 
 export const HELP = `Usage: spot-run [options]
 
@@ -381,54 +381,6 @@ function buildFlag(flag: string | undefined, fromEnv: string | undefined): Build
   } catch (err) {
     throw usageError(`${(err as Error).message} (from BUILD_REFERENCE)`);
   }
-}
-
-/** What a --tasks file holds: its steps, and the build's deadline when it sets one. */
-interface TasksFile {
-  steps: StepSpec[];
-  timeoutSeconds: number | undefined;
-}
-
-/** A list of steps, or `{ "timeoutSeconds"?: N, "tasks": [...] }`. */
-function parseTasksFile(json: unknown, file: string): TasksFile {
-  const source = `--tasks file ${file}`;
-  if (!json || typeof json !== 'object' || Array.isArray(json)) return { steps: parseSteps(json, source), timeoutSeconds: undefined };
-  const { tasks, timeoutSeconds, ...rest } = json as Record<string, unknown>;
-  const unknown = Object.keys(rest);
-  if (unknown.length) throw new TypeError(`${source} has unknown field ${shown(unknown[0]!)} (expected "tasks" and "timeoutSeconds")`);
-  if (tasks === undefined) throw new TypeError(`${source} needs "tasks", the list of steps`);
-  if (timeoutSeconds !== undefined && !(typeof timeoutSeconds === 'number' && timeoutSeconds > 0 && Number.isFinite(timeoutSeconds))) {
-    throw new TypeError(`${source}: "timeoutSeconds" must be a positive number`);
-  }
-  return { steps: parseSteps(tasks, source), timeoutSeconds: timeoutSeconds as number | undefined };
-}
-
-async function readTasksFile(file: string): Promise<TasksFile> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw usageError(`cannot read --tasks file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    // Position and cause only: JSON.parse's message quotes the file, whose env may hold secrets.
-    const fault = findJsonSyntaxFault(text);
-    throw usageError(`--tasks file ${file} is not valid JSON${fault ? `: line ${fault.line}, column ${fault.column}: ${fault.cause}` : ''}`);
-  }
-  let parsed: TasksFile;
-  try {
-    parsed = parseTasksFile(json, file);
-  } catch (err) {
-    throw usageError((err as Error).message);
-  }
-  parsed.steps.forEach((step, i) => {
-    const problem = conditionTypeProblem(step.type);
-    if (problem) throw usageError(`--tasks file ${file} step ${i + 1}: "type" ${problem}`);
-  });
-  return parsed;
 }
 
 /**
