@@ -45,25 +45,11 @@ export {
   type Vocabulary,
 } from './conditions.js';
 export { createMergePatch, jsonEqual, type JsonPatchOperation } from './patches.js';
-export {
-  runTasks,
-  monitorCondition,
-  reportFatalError,
-  handleStopSignals,
-  Reasons,
-  DEFAULT_GRACE_MS,
-  DEFAULT_FATAL_DEADLINE_MS,
-  type FatalReport,
-  type RunProgress,
-  type Task,
-  type TaskContext,
-  type TaskResult,
-  type RunOptions,
-  type RunOutcome,
-  type ConditionOutcome,
-  type StopSignal,
-  type BuildClient,
-} from './runner.js';
+export { runTasks, type RunProgress, type Task, type TaskContext, type TaskResult, type RunOptions, type RunOutcome, type BuildClient } from './runner.js';
+export { monitorCondition, type ConditionOutcome } from './monitor.js';
+export { reportFatalError, DEFAULT_FATAL_DEADLINE_MS, type FatalReport } from './fatal.js';
+export { handleStopSignals, DEFAULT_GRACE_MS, type StopSignal } from './signals.js';
+export { Reasons } from './task-rules.js';
 export { stepTask, runStep, parseSteps, type StepSpec, type StepOptions } from './steps.js';
 export { imageDigest, imageFromResults, MAX_RESULT_BYTES, RESULT_FILES, type ResultFiles } from './results.js';
 export { parseBuildReference, buildRefFromParts, formatBuildReference, buildRef, validateName, validateNamespace } from './names.js';

@@ -17,11 +17,6 @@ import { Run } from './run-state.js';
 import { DEFAULT_GRACE_MS, handleStopSignals, type StopSignal } from './signals.js';
 import type { Build, BuildRef, BuildStatus } from './types.js';
 
-export { Reasons } from './task-rules.js';
-export { DEFAULT_GRACE_MS, handleStopSignals, type StopSignal } from './signals.js';
-export { monitorCondition, type ConditionOutcome } from './monitor.js';
-export { reportFatalError, DEFAULT_FATAL_DEADLINE_MS, type FatalReport } from './fatal.js';
-
 /** What the runner needs of a client: `SpotClient` is one; tests hand in a fake or a fixture-backed one. */
 export interface BuildClient {
   /** The phase field the client was given; undefined (or absent): told from the Build as read. */

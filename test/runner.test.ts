@@ -9,7 +9,8 @@ import { after, before, describe, test } from 'node:test';
 import { createClient, type SpotClient } from '../lib/client.js';
 import { isNotFound } from '../lib/errors.js';
 import { buildRef } from '../lib/names.js';
-import { handleStopSignals, runTasks, type Task } from '../lib/runner.js';
+import { runTasks, type Task } from '../lib/runner.js';
+import { handleStopSignals } from '../lib/signals.js';
 import type { BuildRef } from '../lib/types.js';
 import { BUILD_POD_RULES, startApiServer, type ApiServer } from '../scripts/apiserver/server.js';
 
