@@ -7,6 +7,7 @@ import { STEPS } from './jobs/common.js';
 import { CONTENDERS, type ContenderId, type JobSample } from './job-runs.js';
 import { CLIENT_NODE_VERSION, type Footprint, type Footprints } from './footprint.js';
 import { summarize, type Summary } from './stats.js';
+import { MEMORY_CASES, THROUGHPUT_CASES, type OutputResults, type OutputSample } from './step-output.js';
 import { WARMUP_WRITES, type LoopId, type LoopSample } from './write-latency.js';
 
 export interface Machine {
@@ -28,8 +29,12 @@ export interface Results {
   command: string;
   rounds: number;
   writes: number;
-  jobs: Map<ContenderId, JobSample[]>;
-  loops: Map<LoopId, LoopSample[]>;
+  outputRounds: number;
+  /** Absent when the run measured only step output (`--only output`). */
+  jobs: Map<ContenderId, JobSample[]> | undefined;
+  loops: Map<LoopId, LoopSample[]> | undefined;
+  /** Absent when the run measured only the status flow (`--only status`). */
+  output: OutputResults | undefined;
   footprints: Footprints | undefined;
   seconds: number;
 }
@@ -45,11 +50,11 @@ const MB = 1_000_000;
 type JobFigure = 'coldStartMs' | 'importedMs' | 'wallMs' | 'peakRssMiB' | 'requests' | 'bodyBytes';
 
 function jobSummary(results: Results, id: ContenderId, figure: JobFigure): Summary {
-  return summarize(results.jobs.get(id)!.map((sample) => sample[figure]));
+  return summarize(results.jobs!.get(id)!.map((sample) => sample[figure]));
 }
 
 function loopSummary(results: Results, id: LoopId, figure: 'p50' | 'p99' | 'cpuMicros'): Summary {
-  return summarize(results.loops.get(id)!.map((sample) => sample[figure]));
+  return summarize(results.loops!.get(id)!.map((sample) => sample[figure]));
 }
 
 function fixed(value: number, digits: number): string {
@@ -68,6 +73,10 @@ function times(value: number): string {
 export const EXPECTED_REQUESTS = STEPS.length + 2 + 1;
 
 export function targets(results: Results): Target[] {
+  return [...(results.jobs && results.loops ? statusTargets(results) : []), ...(results.output ? outputTargets(results.output) : [])];
+}
+
+function statusTargets(results: Results): Target[] {
   const cold = (id: ContenderId) => jobSummary(results, id, 'coldStartMs').median;
   const rss = (id: ContenderId) => jobSummary(results, id, 'peakRssMiB').median;
   const list: Target[] = [];
@@ -99,7 +108,7 @@ export function targets(results: Results): Target[] {
   list.push({
     name: `N+2 requests for an N-step build, plus the event (N=${STEPS.length}: ${EXPECTED_REQUESTS})`,
     hit: requests.min === EXPECTED_REQUESTS && requests.max === EXPECTED_REQUESTS,
-    detail: `${spread(requests, 0)} requests (${results.jobs.get('spot')![0]!.shape}) in every run; client-node ${spread(jobSummary(results, 'client-node', 'requests'), 0)}`,
+    detail: `${spread(requests, 0)} requests (${results.jobs!.get('spot')![0]!.shape}) in every run; client-node ${spread(jobSummary(results, 'client-node', 'requests'), 0)}`,
   });
   const p50 = (id: LoopId) => loopSummary(results, id, 'p50').median;
   const cpu = (id: LoopId) => loopSummary(results, id, 'cpuMicros').median;
@@ -120,6 +129,94 @@ export function targets(results: Results): Target[] {
     });
   }
   return list;
+}
+
+/** Step-output figures of one case: medians over the rounds. */
+function outputFigures(samples: readonly OutputSample[]) {
+  const pick = (f: (s: OutputSample) => number | undefined) => summarize(samples.map((s) => f(s) ?? NaN));
+  return { seconds: pick((s) => s.seconds), cpu: pick((s) => s.cpuSeconds), rss: pick((s) => s.peakRssMiB) };
+}
+
+/** spot-run's CPU for the output alone: its whole CPU less the trivial step's (start-up, requests). */
+function outputCpuPer100MB(o: OutputResults, cpuSeconds: number, bytes: number): number {
+  const base = o.trivial.length ? summarize(o.trivial.map((t) => t.cpuSeconds)).median : 0;
+  return (cpuSeconds - base) / (bytes / 100e6);
+}
+
+const mbps = (bytes: number, seconds: number) => `${fixed(bytes / MB / seconds, 0)} MB/s`;
+
+function outputTargets(o: OutputResults): Target[] {
+  const list: Target[] = [];
+  for (const c of THROUGHPUT_CASES) {
+    if (!o.spotRun.get(c.id)?.length) continue;
+    const direct = outputFigures(o.direct.get(c.id)!);
+    const spot = outputFigures(o.spotRun.get(c.id)!);
+    const ratio = spot.seconds.median / direct.seconds.median;
+    list.push({
+      name: `step output through spot-run within 2× of direct: ${c.label}`,
+      hit: ratio <= 2,
+      detail:
+        `${fixed(spot.seconds.median, 2)} s (${mbps(c.bytes, spot.seconds.median)}) vs ${fixed(direct.seconds.median, 2)} s ` +
+        `(${mbps(c.bytes, direct.seconds.median)}) = ${times(ratio)}; spot-run CPU ${fixed(outputCpuPer100MB(o, spot.cpu.median, c.bytes), 2)} s per 100 MB`,
+    });
+  }
+  const memory = MEMORY_CASES.filter((c) => o.spotRun.get(c.id)?.length);
+  if (memory.length && o.trivial.length) {
+    const trivial = summarize(o.trivial.map((t) => t.peakRssMiB)).median;
+    const worst = memory
+      .map((c) => ({ c, rss: outputFigures(o.spotRun.get(c.id)!).rss.median }))
+      .reduce((a, b) => (b.rss > a.rss ? b : a));
+    list.push({
+      name: 'peak RSS with 100 MB of step output within the trivial step + 16 MiB',
+      hit: worst.rss - trivial <= 16,
+      detail: `worst ${fixed(worst.rss, 1)} MiB (${worst.c.label}) vs ${fixed(trivial, 1)} MiB = trivial + ${fixed(worst.rss - trivial, 1)} MiB`,
+    });
+  }
+  return list;
+}
+
+/** The step-output tables: throughput (direct vs spot-run) and memory (spot-run vs a trivial step). */
+export function outputTables(o: OutputResults): string {
+  const lines = [
+    '| Step output | drained directly: s (MB/s) | through a bare Node pipe: s (MB/s) | through spot-run: s (MB/s) | × direct | spot-run CPU, s [per 100 MB, less start-up] | spot-run peak RSS, MiB |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const c of THROUGHPUT_CASES) {
+    if (!o.spotRun.get(c.id)?.length) continue;
+    const direct = outputFigures(o.direct.get(c.id)!);
+    const spot = outputFigures(o.spotRun.get(c.id)!);
+    const pipe = outputFigures(o.nodePipe.get(c.id)!);
+    lines.push(
+      `| ${c.label} | ${spread(direct.seconds, 2)} (${mbps(c.bytes, direct.seconds.median)}) | ${spread(pipe.seconds, 2)} (${mbps(c.bytes, pipe.seconds.median)}) | ${spread(spot.seconds, 2)} (${mbps(c.bytes, spot.seconds.median)}) | ` +
+        `${times(spot.seconds.median / direct.seconds.median)} | ${spread(spot.cpu, 2)} [${fixed(outputCpuPer100MB(o, spot.cpu.median, c.bytes), 2)}] | ${spread(spot.rss, 1)} |`,
+    );
+  }
+  const memory = MEMORY_CASES.filter((c) => o.spotRun.get(c.id)?.length);
+  if (memory.length && o.trivial.length) {
+    const trivialRss = summarize(o.trivial.map((t) => t.peakRssMiB));
+    lines.push(
+      '',
+      '| Memory under step output (spot-run) | peak RSS, MiB | − trivial step, MiB | spot-run CPU, s | step start → reader done, s |',
+      '|---|---|---|---|---|',
+      `| trivial step (\`true\`) | ${spread(trivialRss, 1)} | – | ${spread(summarize(o.trivial.map((t) => t.cpuSeconds)), 2)} | – |`,
+    );
+    for (const c of memory) {
+      const spot = outputFigures(o.spotRun.get(c.id)!);
+      lines.push(`| ${c.label} | ${spread(spot.rss, 1)} | +${fixed(spot.rss.median - trivialRss.median, 1)} | ${spread(spot.cpu, 2)} | ${spread(spot.seconds, 2)} |`);
+    }
+  }
+  return lines.join('\n');
+}
+
+/** How the step-output figures are taken, for BENCHMARKS.md. */
+function outputMethod(results: Results): string {
+  return (
+    `- **Step output**: ${results.outputRounds} rounds, each running every case drained directly, through a bare Node relay (\`node -e 'process.stdin.pipe(process.stdout)'\`: no prefix, no redaction, the floor of any relay written in Node) and through \`spot-run\` (dist/spot-run.mjs, text format, \`[Out] \` prefix), side by side. ` +
+    'The step is `perl bench/output-tools.pl write`, which prints as a program does (one print per 80-byte line through an 8 KiB stdio buffer, or 1 MB prints of a line with no newline); the reader is another process (`output-tools.pl drain`) on the other end of a pipe, and its byte count must equal the exact expected one (every line with its prefix) or the run fails. ' +
+    "Time runs from the step's own start stamp (`date +%s%N`) to the reader's end, so spot-run's start-up and API requests are not counted. " +
+    "spot-run's CPU and peak RSS are its own `process.resourceUsage()` at exit (bench/rusage.cjs, preloaded), not its step's; CPU per 100 MB subtracts the trivial step's CPU (start-up and requests). " +
+    'Memory cases: 100 MB of lines on stdout or stderr, to a fast reader or one that stops reading for a second after its first MiB.'
+  );
 }
 
 export function formatTargets(list: readonly Target[]): string {
@@ -198,10 +295,8 @@ export function markdown(results: Results): string {
     '',
     `Machine: ${machineLine(results.machine)}.`,
     '',
-    legend(results),
-    '',
-    table(results),
-    '',
+    ...(results.jobs ? [legend(results), '', table(results), ''] : []),
+    ...(results.output ? ['## Step output', '', outputTables(results.output), ''] : []),
     '## Targets',
     '',
     formatTargets(targets(results)),
@@ -217,6 +312,7 @@ export function markdown(results: Results): string {
     '- **Footprint**: `npm pack` of this repository and of the client-node release, then `npm install --omit=dev <tarball>` into an empty project; installed size is the apparent size of every file under its node_modules, packages are the lockfile\'s node_modules entries.',
     `- **client-node ${CLIENT_NODE_VERSION}** is the newest release that runs on Node 20. ${f ? `Checked here: ${f.clientNode2}.` : ''} Its job uses its own in-cluster loader, \`loadFromCluster(pathPrefix)\`: the prefix is the seam client-node's own tests use, and the bench points it at a folder whose \`var/run/secrets/kubernetes.io/serviceaccount\` is a symlink to the local API server's service-account folder, so the loader reads the same files, paths and env it reads in a pod. It writes as its users do: a merge patch of the whole status (\`setHeaderOptions('Content-Type', PatchStrategy.MergePatch)\`) when a step starts and when it ends, so ${STEPS.length * 2} writes; 1.x builds a new \`https.Agent\` per request (no keep-alive), so every request opens a TLS connection.`,
     '- **Floors** send spot-runtime\'s exact requests (same bodies, headers and resourceVersion preconditions) with no library: raw undici (`new Agent({ connect: { ca } })` + `request`) and `node:https` (keep-alive Agent); no retries, no validation.',
+    ...(results.output ? [outputMethod(results)] : []),
     '',
   ].join('\n');
 }
@@ -233,10 +329,8 @@ export function consoleReport(results: Results): string {
     `Machine: ${machineLine(results.machine)}`,
     `Date: ${results.date}; command: ${results.command}; ${results.seconds.toFixed(0)} s; code measured: ${results.source}`,
     '',
-    legend(results),
-    '',
-    table(results),
-    '',
+    ...(results.jobs ? [legend(results), '', table(results), ''] : []),
+    ...(results.output ? [outputTables(results.output), ''] : []),
     `Verdict: ${list.filter((t) => t.hit).length} of ${list.length} targets hit`,
     ...verdictLines(list),
   ].join('\n');

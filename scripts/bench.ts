@@ -7,6 +7,9 @@
  *   --rounds N      interleaved rounds per figure (default 10, after one warm-up round)
  *   --writes N      timed writes per latency loop (default 1000)
  *   --no-footprint  skip `npm pack` and the scratch installs (they need the npm registry or cache)
+ *   --output-rounds N  interleaved rounds of the step-output cases (default 5; each round ~20 s)
+ *   --only PART     measure one part: `status` (jobs, per-write, footprint) or `output` (step
+ *                   output throughput and memory); for iterating on one, never recorded
  *   --write         record the run in BENCHMARKS.md (only with the defaults above, so the file
  *                   always holds comparable figures); without it a run leaves the tree as it was
  *
@@ -22,35 +25,48 @@ import { CONTENDERS, runJobRounds } from '../bench/job-runs.js';
 import { ROOT } from '../bench/paths.js';
 import { consoleReport, markdown, type Results } from '../bench/report.js';
 import { createWorkspace, removeWorkspace } from '../bench/workspace.js';
+import { MEMORY_CASES, runOutputRounds, THROUGHPUT_CASES } from '../bench/step-output.js';
 import { runWriteRounds, WRITE_LOOPS } from '../bench/write-latency.js';
 import { startApiServer } from './apiserver/server.js';
 
 const DEFAULT_ROUNDS = 10;
 const DEFAULT_WRITES = 1000;
+const DEFAULT_OUTPUT_ROUNDS = 5;
+const PARTS = ['status', 'output'] as const;
 
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: String(DEFAULT_ROUNDS) },
     writes: { type: 'string', default: String(DEFAULT_WRITES) },
     'no-footprint': { type: 'boolean', default: false },
+    'output-rounds': { type: 'string', default: String(DEFAULT_OUTPUT_ROUNDS) },
+    only: { type: 'string' },
     write: { type: 'boolean', default: false },
   },
 });
 const rounds = Number(values.rounds);
 const writes = Number(values.writes);
-if (!Number.isInteger(rounds) || rounds < 1 || !Number.isInteger(writes) || writes < 1) {
-  console.error('bench: --rounds and --writes take positive integers');
+const outputRounds = Number(values['output-rounds']);
+if ([rounds, writes, outputRounds].some((n) => !Number.isInteger(n) || n < 1)) {
+  console.error('bench: --rounds, --writes and --output-rounds take positive integers');
   process.exit(2);
 }
-const fullRun = rounds >= DEFAULT_ROUNDS && writes >= DEFAULT_WRITES && !values['no-footprint'];
-// Refused before ~95 s of measuring, not after.
+const only = values.only as (typeof PARTS)[number] | undefined;
+if (only !== undefined && !PARTS.includes(only)) {
+  console.error(`bench: --only takes ${PARTS.join(' or ')}`);
+  process.exit(2);
+}
+const fullRun =
+  rounds >= DEFAULT_ROUNDS && writes >= DEFAULT_WRITES && outputRounds >= DEFAULT_OUTPUT_ROUNDS && !values['no-footprint'] && only === undefined;
+// Refused before minutes of measuring, not after.
 if (values.write && !fullRun) {
   console.error(
-    `bench: --write records only a full run (--rounds >= ${DEFAULT_ROUNDS}, --writes >= ${DEFAULT_WRITES}, footprint on): ` +
-      'drop --write to try settings, or the other flags to record',
+    `bench: --write records only a full run (--rounds >= ${DEFAULT_ROUNDS}, --writes >= ${DEFAULT_WRITES}, ` +
+      `--output-rounds >= ${DEFAULT_OUTPUT_ROUNDS}, footprint on, no --only): drop --write to try settings, or the other flags to record`,
   );
   process.exit(2);
 }
+const measures = (part: (typeof PARTS)[number]) => only === undefined || only === part;
 
 const started = performance.now();
 const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`;
@@ -93,21 +109,28 @@ async function main(): Promise<void> {
   const workspace = await createWorkspace();
   let jobs: Results['jobs'];
   let loops: Results['loops'];
+  let output: Results['output'];
   let footprints: Results['footprints'];
   const loadBefore = loadavg()[0]!;
   let loadAfter: number;
   try {
     const server = await startApiServer();
     try {
-      log(`status-flow job: ${CONTENDERS.length} contenders, 1 warm-up round + ${rounds} rounds`);
-      jobs = await runJobRounds(workspace, server, rounds, (round) => log(round === 0 ? '  warm-up round done' : `  round ${round}/${rounds}`));
-      log(`per-write latency: ${WRITE_LOOPS.length} loops × ${rounds} rounds × ${writes} writes`);
-      loops = await runWriteRounds(workspace, server, rounds, writes, (round) => log(`  round ${round}/${rounds}`));
+      if (measures('status')) {
+        log(`status-flow job: ${CONTENDERS.length} contenders, 1 warm-up round + ${rounds} rounds`);
+        jobs = await runJobRounds(workspace, server, rounds, (round) => log(round === 0 ? '  warm-up round done' : `  round ${round}/${rounds}`));
+        log(`per-write latency: ${WRITE_LOOPS.length} loops × ${rounds} rounds × ${writes} writes`);
+        loops = await runWriteRounds(workspace, server, rounds, writes, (round) => log(`  round ${round}/${rounds}`));
+      }
+      if (measures('output')) {
+        log(`step output: ${THROUGHPUT_CASES.length} throughput and ${MEMORY_CASES.length} memory cases × ${outputRounds} rounds, direct and through spot-run`);
+        output = await runOutputRounds(server, join(workspace, 'dist', 'spot-run.mjs'), outputRounds, (round) => log(`  round ${round}/${outputRounds}`));
+      }
     } finally {
       await server.stop();
     }
     loadAfter = loadavg()[0]!;
-    if (!values['no-footprint']) {
+    if (measures('status') && !values['no-footprint']) {
       log('footprint: npm pack and production installs in scratch folders');
       footprints = await measureFootprints(workspace);
     }
@@ -131,8 +154,10 @@ async function main(): Promise<void> {
     command: ['npm run bench', ...(args.length ? ['--', ...args] : [])].join(' '),
     rounds,
     writes,
+    outputRounds,
     jobs,
     loops,
+    output,
     footprints,
     seconds: (performance.now() - started) / 1000,
   };
