@@ -6,19 +6,23 @@ import { isConflict, ResponseError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import { buildRef } from './names.js';
 import {
+  copyJson,
   createMergePatch,
   jsonPatchWithResourceVersion,
   withResourceVersion,
   type JsonPatchOperation,
 } from './patches.js';
+import { apiVersionOf, DEFAULT_RESOURCE, validateResource, type BuildResource } from './resource.js';
 import type { Transport } from './transport.js';
-import { BUILD_API_VERSION, BUILD_GROUP, BUILD_KIND, BUILD_PLURAL, BUILD_VERSION, type Build, type BuildRef } from './types.js';
+import type { Build, BuildRef } from './types.js';
 
 export const MERGE_PATCH = 'application/merge-patch+json';
 export const JSON_PATCH = 'application/json-patch+json';
 
 export interface CallOptions {
   signal?: AbortSignal | undefined;
+  /** The custom resource the Build is (default `builds.v1alpha1.spot.release.com`, kind `Build`). */
+  resource?: BuildResource | undefined;
 }
 
 export type PatchOptions = CallOptions &
@@ -35,19 +39,22 @@ export interface UpdateOptions extends CallOptions {
   logger?: Logger;
 }
 
-/** `/apis/spot.release.com/v1alpha1/namespaces/NS/builds/NAME[/status]` */
-export function buildPath(ref: BuildRef, subresource?: 'status'): string {
+/** `/apis/spot.release.com/v1alpha1/namespaces/NS/builds/NAME[/status]`, or the path of another resource's object. */
+export function buildPath(ref: BuildRef, subresource?: 'status', resource: BuildResource = DEFAULT_RESOURCE): string {
   const checked = buildRef(ref.namespace, ref.name);
-  const base = `/apis/${BUILD_GROUP}/${BUILD_VERSION}/namespaces/${checked.namespace}/${BUILD_PLURAL}/${checked.name}`;
+  const { group, version, plural } = validateResource(resource);
+  const base = `/apis/${group}/${version}/namespaces/${checked.namespace}/${plural}/${checked.name}`;
   return subresource ? `${base}/${subresource}` : base;
 }
 
 /** Why `value` is not a usable answer for Build `ref`, or undefined when it is one. */
-function buildProblem(value: unknown, ref: BuildRef): string | undefined {
+function buildProblem(value: unknown, ref: BuildRef, resource: BuildResource): string | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'the answer is not a JSON object';
   const obj = value as Partial<Build>;
-  if (obj.apiVersion !== BUILD_API_VERSION || obj.kind !== BUILD_KIND) {
-    return `the answer is not a Build (apiVersion ${JSON.stringify(obj.apiVersion)}, kind ${JSON.stringify(obj.kind)})`;
+  const kindOk = resource.kind === undefined ? typeof obj.kind === 'string' && obj.kind !== '' : obj.kind === resource.kind;
+  if (obj.apiVersion !== apiVersionOf(resource) || !kindOk) {
+    const expected = resource.kind ?? `${apiVersionOf(resource)} object`;
+    return `the answer is not a ${expected} (apiVersion ${JSON.stringify(obj.apiVersion)}, kind ${JSON.stringify(obj.kind)})`;
   }
   const { metadata, status } = obj;
   if (typeof metadata !== 'object' || metadata === null) return 'the Build in the answer has no metadata';
@@ -61,16 +68,20 @@ function buildProblem(value: unknown, ref: BuildRef): string | undefined {
   return undefined;
 }
 
-/** Checks that an answer is the Build we asked for; anything else is a `ResponseError`, never a silent `as Build`. */
-export function asBuild(value: unknown, ref: BuildRef, target: { method: string; path: string }): Build {
-  const problem = buildProblem(value, ref);
+/**
+ * Checks that an answer is the Build we asked for (of `resource`, the default one when not given);
+ * anything else is a `ResponseError`, never a silent `as Build`.
+ */
+export function asBuild(value: unknown, ref: BuildRef, target: { method: string; path: string }, resource: BuildResource = DEFAULT_RESOURCE): Build {
+  const problem = buildProblem(value, ref, resource);
   if (problem) throw new ResponseError(problem, target, 200);
   return value as Build;
 }
 
 export async function getBuild(transport: Transport, ref: BuildRef, options: CallOptions = {}): Promise<Build> {
-  const path = buildPath(ref);
-  return asBuild(await transport.request({ method: 'GET', path, signal: options.signal }), ref, { method: 'GET', path });
+  const resource = options.resource ?? DEFAULT_RESOURCE;
+  const path = buildPath(ref, undefined, resource);
+  return asBuild(await transport.request({ method: 'GET', path, signal: options.signal }), ref, { method: 'GET', path }, resource);
 }
 
 /**
@@ -84,10 +95,17 @@ export async function replaceBuildStatus(transport: Transport, build: Build, opt
       `replaceBuildStatus needs metadata.resourceVersion on Build ${ref.namespace}/${ref.name}: custom resources refuse unconditional updates`,
     );
   }
-  const path = buildPath(ref, 'status');
-  const body = { apiVersion: BUILD_API_VERSION, kind: BUILD_KIND, metadata: build.metadata, status: build.status ?? {} };
+  const resource = options.resource ?? DEFAULT_RESOURCE;
+  const path = buildPath(ref, 'status', resource);
+  // apiVersion and kind as read: with a resource given without its kind, the answer said which.
+  const body = {
+    apiVersion: build.apiVersion ?? apiVersionOf(resource),
+    kind: build.kind ?? resource.kind,
+    metadata: build.metadata,
+    status: build.status ?? {},
+  };
   const answer = await transport.request({ method: 'PUT', path, body, idempotent: true, signal: options.signal });
-  return asBuild(answer, ref, { method: 'PUT', path });
+  return asBuild(answer, ref, { method: 'PUT', path }, resource);
 }
 
 /**
@@ -101,7 +119,8 @@ export async function patchBuildStatus(
   patch: Record<string, unknown> | JsonPatchOperation[],
   options: PatchOptions,
 ): Promise<Build> {
-  const path = buildPath(ref, 'status');
+  const resource = options.resource ?? DEFAULT_RESOURCE;
+  const path = buildPath(ref, 'status', resource);
   const rv = options.resourceVersion;
   let body: unknown;
   if (options.type === 'json') {
@@ -119,7 +138,7 @@ export async function patchBuildStatus(
     idempotent: !!rv,
     signal: options.signal,
   });
-  return asBuild(answer, ref, { method: 'PATCH', path });
+  return asBuild(answer, ref, { method: 'PATCH', path }, resource);
 }
 
 export const DEFAULT_UPDATE_ATTEMPTS = 5;
@@ -144,7 +163,7 @@ export async function updateBuildStatus(
   let current = options.base ?? (await getBuild(transport, ref, options));
   for (let attempt = 1; ; attempt++) {
     // Only the status is copied (it is all that is written); spec is shared and read-only.
-    const draft: Build = { ...current, metadata: { ...current.metadata }, status: structuredClone(current.status ?? {}) };
+    const draft: Build = { ...current, metadata: { ...current.metadata }, status: copyJson(current.status ?? {}) };
     mutate(draft);
     const diff = createMergePatch(current.status ?? {}, draft.status ?? {});
     if (diff === undefined) return current;
@@ -153,6 +172,7 @@ export async function updateBuildStatus(
         type: 'merge',
         resourceVersion: current.metadata.resourceVersion!,
         signal: options.signal,
+        resource: options.resource,
       });
     } catch (err) {
       if (!isConflict(err) || attempt >= maxAttempts) throw err;

@@ -5,10 +5,14 @@
  */
 import type { Dispatcher } from 'undici';
 import * as builds from './builds.js';
+import { PHASE_FIELDS, type PhaseField } from './conditions.js';
 import { loadConfig, type ClusterConfig, type ConfigOptions } from './config.js';
 import { EventRecorder, type EventInput, type EventOutcome, type EventRecorderOptions } from './events.js';
 import { silentLogger, type Logger } from './log.js';
+import { buildRefFromParts } from './names.js';
 import type { JsonPatchOperation } from './patches.js';
+import { StatusPruning } from './pruning.js';
+import { DEFAULT_RESOURCE, validateResource, type BuildResource } from './resource.js';
 import type { RetryPolicy } from './retry.js';
 import { createTransport, type Transport } from './transport.js';
 import type { Build, BuildRef } from './types.js';
@@ -26,6 +30,17 @@ export interface ClientOptions extends ConfigOptions {
   logger?: Logger;
   /** Event `reportingComponent` / `source.component` and `reportingInstance`. */
   events?: Omit<EventRecorderOptions, 'logger'>;
+  /**
+   * The custom resource the Builds are (default `builds.v1alpha1.spot.release.com`, kind `Build`),
+   * as the Go package's `NewClient(ctx, groupVersion)`. Without `kind`, any kind the server
+   * answers with is taken (and named in events).
+   */
+  resource?: BuildResource;
+  /**
+   * Where the phase is written: `phase` or `stage` (the published Spot CRD). Default: told from
+   * each Build as read (see `phaseFieldOf`).
+   */
+  phaseField?: PhaseField;
 }
 
 export interface SpotClient {
@@ -33,7 +48,23 @@ export interface SpotClient {
   readonly server: string;
   /** The pod's namespace; undefined in a cluster when it cannot be told (see `ClusterConfig.namespace`). */
   readonly namespace: string | undefined;
-  getBuild(ref: BuildRef, options?: builds.CallOptions): Promise<Build>;
+  /** The custom resource the Builds are. */
+  readonly resource: Readonly<BuildResource>;
+  /** The phase field given in the options; undefined: told from each Build. */
+  readonly phaseField: PhaseField | undefined;
+  /** Status fields this client has seen the server drop (e.g. `conditions`, `image.metadata`); later writes leave them out. */
+  readonly prunedFields: readonly string[];
+  /**
+   * `GET` the Build. `ref` may also be `BUILD_REFERENCE` already split on `/` (the Go `GetBuild`'s
+   * form): exactly 2 parts, else an `InvalidNameError` ("BUILD_REFERENCE is expected to have 2
+   * components, had N: ...") before anything is sent.
+   */
+  getBuild(ref: BuildRef | readonly string[], options?: builds.CallOptions): Promise<Build>;
+  /**
+   * `updateBuildStatus` (builds.ts) that also leaves out what the server's schema drops: the first
+   * write's answer shows it, later writes do not send it again, and `mutate` still sees those
+   * fields as last written (so a phase derived from conditions counts every task's).
+   */
   updateBuildStatus(ref: BuildRef, mutate: (build: Build) => void, options?: builds.UpdateOptions): Promise<Build>;
   recordEvent(build: Build, event: EventInput, options?: builds.CallOptions): Promise<EventOutcome>;
   replaceBuildStatus(build: Build, options?: builds.CallOptions): Promise<Build>;
@@ -66,13 +97,28 @@ export function clientFromConfig(config: ClusterConfig, options: Omit<ClientOpti
     logger,
   });
   const recorder = new EventRecorder(transport, { ...options.events, logger });
+  const resource = Object.freeze({ ...validateResource(options.resource ?? DEFAULT_RESOURCE) });
+  if (options.phaseField !== undefined && !PHASE_FIELDS.includes(options.phaseField)) {
+    throw new TypeError(`phaseField must be 'phase' or 'stage', got ${JSON.stringify(options.phaseField)}`);
+  }
+  const pruning = new StatusPruning(logger);
   return {
     server: config.server,
     namespace: config.namespace,
-    getBuild: (ref, o) => builds.getBuild(transport, ref, o),
-    replaceBuildStatus: (build, o) => builds.replaceBuildStatus(transport, build, o),
-    patchBuildStatus: (ref, patch, o) => builds.patchBuildStatus(transport, ref, patch, o),
-    updateBuildStatus: (ref, mutate, o) => builds.updateBuildStatus(transport, ref, mutate, { logger, ...o }),
+    resource,
+    phaseField: options.phaseField,
+    get prunedFields() {
+      return pruning.dropped;
+    },
+    getBuild: (ref, o) => builds.getBuild(transport, Array.isArray(ref) ? buildRefFromParts(ref) : (ref as BuildRef), { resource, ...o }),
+    replaceBuildStatus: (build, o) => builds.replaceBuildStatus(transport, build, { resource, ...o }),
+    patchBuildStatus: (ref, patch, o) => builds.patchBuildStatus(transport, ref, patch, { resource, ...o }),
+    updateBuildStatus: async (ref, mutate, o) => {
+      const write = pruning.write(ref, mutate);
+      const stored = await builds.updateBuildStatus(transport, ref, write.mutate, { logger, resource, ...o });
+      write.settle(stored);
+      return stored;
+    },
     recordEvent: (build, event, o) => recorder.record(build, event, o),
     close: () => transport.close(),
   };

@@ -1,7 +1,10 @@
 /**
  * Condition and phase rules (pure). The vocabulary (status values and phase names) lives in one
- * object so a CRD that spells them differently can pass its own.
+ * object so a CRD that spells them differently can pass its own; the field the phase is kept in
+ * (`phase`, or `stage` in the published Spot CRD) is a `PhaseField`.
  */
+import { InvalidNameError } from './errors.js';
+import { shown, UNPRINTABLE } from './names.js';
 import type { BuildCondition, BuildPhase, BuildStatus, ConditionStatus } from './types.js';
 
 export const ConditionStatuses = Object.freeze({
@@ -39,6 +42,23 @@ export const DEFAULT_VOCABULARY: Readonly<Vocabulary> = Object.freeze({
   done: Phases.Done,
   errored: Phases.Errored,
 });
+
+/**
+ * Where a Build keeps its phase: `phase` in the newer CRD shape, `stage` in the published Spot CRD
+ * (whose schema drops a `phase`, so writing the wrong one leaves the operator waiting forever).
+ */
+export type PhaseField = 'phase' | 'stage';
+export const PHASE_FIELDS: readonly PhaseField[] = Object.freeze(['phase', 'stage'] as const);
+
+/**
+ * The field `status` keeps its phase in: `stage` when it has a `stage` and no `phase`, else
+ * `phase`. A Build with no status at all gets `phase`: the Spot operator writes `stage: Running`
+ * before the build pod starts, so a Build of the published shape arrives with its `stage` set;
+ * anything else needs the field given explicitly.
+ */
+export function phaseFieldOf(status: BuildStatus | undefined): PhaseField {
+  return status?.stage !== undefined && status.phase === undefined ? 'stage' : 'phase';
+}
 
 /** RFC 3339 at second precision, as `metav1.Time` serialises. */
 export function formatTime(date: Date): string {
@@ -91,14 +111,39 @@ export function derivePhase(
   return vocabulary.running as BuildPhase;
 }
 
-/** `setCondition`, then the phase derived from the result. */
+/** `setCondition`, then the phase derived from the result, kept in `field` (default `phase`). */
 export function applyCondition(
   status: BuildStatus,
   condition: BuildCondition,
   now: Date = new Date(),
   vocabulary: Vocabulary = DEFAULT_VOCABULARY,
+  field: PhaseField = 'phase',
 ): BuildStatus {
   setCondition(status, condition, now);
-  status.phase = derivePhase(status.conditions, vocabulary);
+  status[field] = derivePhase(status.conditions, vocabulary);
   return status;
+}
+
+/** `metav1.Condition`'s limit on a condition type. */
+export const MAX_CONDITION_TYPE_LENGTH = 316;
+
+/**
+ * Why `type` cannot be a condition type, or undefined when it can: it goes into the Build, the
+ * events and every log line, so it must be printable (see `UNPRINTABLE`: a newline would forge a
+ * log line, a bidi override disguise one).
+ */
+export function conditionTypeProblem(type: unknown): string | undefined {
+  if (typeof type !== 'string' || type.trim() === '') return 'must not be empty';
+  const length = [...type].length;
+  if (length > MAX_CONDITION_TYPE_LENGTH) return `must be no more than ${MAX_CONDITION_TYPE_LENGTH} characters (got ${length})`;
+  const bad = UNPRINTABLE.exec(type);
+  if (bad) return `must be printable: it holds U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')} at character ${[...type.slice(0, bad.index)].length + 1}`;
+  return undefined;
+}
+
+/** Returns `type` when it can be a condition type, else throws `InvalidNameError` saying why. */
+export function validateConditionType(type: string, what = 'condition type'): string {
+  const problem = conditionTypeProblem(type);
+  if (problem) throw new InvalidNameError(`invalid ${what} ${typeof type === 'string' ? shown(type) : String(type)}: ${problem}`);
+  return type;
 }

@@ -58,6 +58,16 @@ function isLoopback(hostname: string): boolean {
   return LOOPBACK_NAMES.has(hostname) || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
+const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$/;
+
+/**
+ * An IP literal (IPv6 bracketed or not) or a DNS host name: anything else (a space, a CR/LF, a
+ * slash) would make a URL that is refused on every attempt, so it is refused here, once.
+ */
+function isHost(host: string): boolean {
+  return isIP(host.replace(/^\[(.*)\]$/, '$1')) !== 0 || HOST_NAME.test(host);
+}
+
 /** `https://host:port` with an IPv6 literal bracketed, as Go's net.JoinHostPort. */
 export function serverUrl(host: string, port: string): string {
   const bare = host.replace(/^\[(.*)\]$/, '$1');
@@ -66,6 +76,12 @@ export function serverUrl(host: string, port: string): string {
 
 /** Checks that `pem` holds at least one parsable certificate, so a bad CA fails here and not as a TLS error later. */
 async function checkCaPem(pem: string, path: string): Promise<string> {
+  // A private key where a public certificate belongs means a secret was mounted in the wrong
+  // place: refuse it rather than keep a key in memory and carry on. Its content is never shown.
+  const key = /-----BEGIN ([A-Z0-9 ]*PRIVATE KEY)-----/.exec(pem);
+  if (key) {
+    throw new ConfigError(`CA file ${path} holds a private key ("${key[1]}"): a CA bundle holds only public certificates; mount the key elsewhere, or not at all`, path);
+  }
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
   if (!blocks) {
     throw new ConfigError(`CA file ${path} holds no PEM certificate (expected "-----BEGIN CERTIFICATE-----")`, path);
@@ -95,8 +111,11 @@ async function inClusterConfig(options: ConfigOptions, env: Record<string, strin
       `unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined (${missing} unset; outside a cluster pass a server URL instead)`,
     );
   }
-  if (!/^\d{1,5}$/.test(port)) {
+  if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65_535) {
     throw new ConfigError(`KUBERNETES_SERVICE_PORT must be a port number, got ${JSON.stringify(port.slice(0, 20))}`);
+  }
+  if (!isHost(host)) {
+    throw new ConfigError(`KUBERNETES_SERVICE_HOST must be an IP address or a host name, got ${JSON.stringify(host.slice(0, 64))}`);
   }
   const fromEnv = env.SPOT_SERVICEACCOUNT_DIR;
   const dir = options.serviceAccountDir ?? (fromEnv || DEFAULT_SERVICEACCOUNT_DIR);

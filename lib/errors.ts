@@ -73,6 +73,47 @@ const GENERIC_REASONS: Record<number, [reason: string, message: string]> = {
   504: ['Timeout', 'the server was unable to return a response in the time allotted'],
 };
 
+/** Bounds on the server's text kept in an `ApiError` (a hostile server can send megabytes). */
+const MAX_REASON_CHARS = 128;
+const MAX_SERVER_MESSAGE_CHARS = 4096;
+const MAX_DETAIL_CHARS = 1024;
+const MAX_CAUSES = 64;
+
+/**
+ * A string field of the server's answer as it may be kept and shown: redacted whole, then cut
+ * (a cut first would leave all but the end of an echoed token, which no longer matches). Anything
+ * that is not a string is dropped.
+ */
+function serverText(value: unknown, max: number): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  const clean = redact(value);
+  return clean.length > max ? `${clean.slice(0, max - 3)}...` : clean;
+}
+
+/** `details` with every string redacted and bounded, and only the fields `StatusDetails` has. */
+function cleanDetails(details: unknown): StatusDetails | undefined {
+  if (typeof details !== 'object' || details === null) return undefined;
+  const d = details as Record<string, unknown>;
+  const out: StatusDetails = {};
+  for (const key of ['name', 'group', 'kind', 'uid'] as const) {
+    const text = serverText(d[key], MAX_DETAIL_CHARS);
+    if (text !== undefined) out[key] = text;
+  }
+  if (Array.isArray(d.causes)) {
+    out.causes = d.causes.slice(0, MAX_CAUSES).map((c: unknown) => {
+      const cause: NonNullable<StatusDetails['causes']>[number] = {};
+      if (typeof c !== 'object' || c === null) return cause;
+      for (const key of ['reason', 'message', 'field'] as const) {
+        const text = serverText((c as Record<string, unknown>)[key], MAX_DETAIL_CHARS);
+        if (text !== undefined) cause[key] = text;
+      }
+      return cause;
+    });
+  }
+  if (typeof d.retryAfterSeconds === 'number' && Number.isFinite(d.retryAfterSeconds)) out.retryAfterSeconds = d.retryAfterSeconds;
+  return out;
+}
+
 /** A non-2xx answer. Built from the `metav1.Status` body when there is one, else from the code. */
 export class ApiError extends SpotError {
   override readonly name = 'ApiError' as const;
@@ -103,20 +144,19 @@ export class ApiError extends SpotError {
       statusCode >= 500 ? 'InternalError' : 'Unknown',
       `the server responded with status ${statusCode}`,
     ];
-    const reason = status?.reason || generic[0];
-    // The server's text is untrusted: a proxy or webhook authenticator may echo the request's token.
-    const serverMessage = redact(status?.message || generic[1]);
-    const snippet = init.bodySnippet ? `: ${JSON.stringify(init.bodySnippet)}` : '';
+    // Every field of the server's answer is untrusted text: a proxy or webhook authenticator may
+    // echo the request's token into any of them. Each is redacted whole before it is cut.
+    const reason = serverText(status?.reason, MAX_REASON_CHARS) || generic[0];
+    const serverMessage = serverText(status?.message, MAX_SERVER_MESSAGE_CHARS) || generic[1];
+    const bodySnippet = init.bodySnippet === undefined ? undefined : redact(init.bodySnippet);
+    const snippet = bodySnippet ? `: ${JSON.stringify(bodySnippet)}` : '';
     super(`${statusCode} ${reason}: ${serverMessage}${snippet} ${at(target)}`);
     this.statusCode = statusCode;
     this.reason = reason;
-    // Causes carry server text too (a webhook's message can echo a request header).
-    this.details = status?.details?.causes
-      ? { ...status.details, causes: status.details.causes.map((c) => (c.message ? { ...c, message: redact(c.message) } : c)) }
-      : status?.details;
+    this.details = status?.details === undefined ? undefined : cleanDetails(status.details);
     this.serverMessage = serverMessage;
-    this.retryAfterSeconds = init.retryAfterSeconds ?? status?.details?.retryAfterSeconds;
-    this.bodySnippet = init.bodySnippet;
+    this.retryAfterSeconds = init.retryAfterSeconds ?? this.details?.retryAfterSeconds;
+    this.bodySnippet = bodySnippet;
     this.method = target.method;
     this.path = target.path;
   }
@@ -181,17 +221,21 @@ export class AbortedError extends SpotError {
 
 /**
  * A task failed in a way it can describe: `reason` goes into the condition (CamelCase, e.g.
- * `StepFailed`, `Timeout`), the message into the condition and the Warning event.
+ * `StepFailed`, `Timeout`), the message into the condition and the Warning event, and `summary`
+ * (default: the message's first line) into the log line, which should not repeat what the task
+ * already printed (a step's stderr tail).
  */
 export class TaskFailure extends SpotError {
   override readonly name = 'TaskFailure' as const;
   readonly code = 'ERR_SPOT_TASK' as const;
+  readonly summary: string;
   constructor(
     readonly reason: string,
     message: string,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { summary?: string },
   ) {
     super(message, options);
+    this.summary = options?.summary ?? message.split('\n', 1)[0]!;
   }
 }
 
@@ -212,10 +256,16 @@ export function isSpotError(err: unknown): err is SpotError {
 export function isApiError(err: unknown): err is ApiError {
   return apiStatus(err) !== undefined;
 }
-export const isNotFound = (err: unknown): boolean => apiStatus(err) === 404;
-export const isConflict = (err: unknown): boolean => apiStatus(err) === 409 && apiReason(err) !== 'AlreadyExists';
-export const isAlreadyExists = (err: unknown): boolean => apiReason(err) === 'AlreadyExists';
-export const isUnauthorized = (err: unknown): boolean => apiStatus(err) === 401;
-export const isForbidden = (err: unknown): boolean => apiStatus(err) === 403;
-export const isTooManyRequests = (err: unknown): boolean => apiStatus(err) === 429;
-export const isInvalid = (err: unknown): boolean => apiStatus(err) === 422;
+/*
+ * Type guards: in the true branch `err` is an `ApiError` with that status code, so `err.message`
+ * and `err.reason` compile under strict TypeScript. The code in the guarded type keeps the false
+ * branch an `ApiError` too (a plain `err is ApiError` would narrow it to `never`).
+ */
+export const isNotFound = (err: unknown): err is ApiError & { readonly statusCode: 404 } => apiStatus(err) === 404;
+export const isConflict = (err: unknown): err is ApiError & { readonly statusCode: 409 } =>
+  apiStatus(err) === 409 && apiReason(err) !== 'AlreadyExists';
+export const isAlreadyExists = (err: unknown): err is ApiError & { readonly reason: 'AlreadyExists' } => apiReason(err) === 'AlreadyExists';
+export const isUnauthorized = (err: unknown): err is ApiError & { readonly statusCode: 401 } => apiStatus(err) === 401;
+export const isForbidden = (err: unknown): err is ApiError & { readonly statusCode: 403 } => apiStatus(err) === 403;
+export const isTooManyRequests = (err: unknown): err is ApiError & { readonly statusCode: 429 } => apiStatus(err) === 429;
+export const isInvalid = (err: unknown): err is ApiError & { readonly statusCode: 422 } => apiStatus(err) === 422;

@@ -10,7 +10,7 @@ import { isAlreadyExists, isNotFound } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import { validateName, validateNamespace } from './names.js';
 import type { Transport } from './transport.js';
-import { BUILD_API_VERSION, BUILD_KIND, type Build, type CoreEvent, type EventType } from './types.js';
+import type { Build, CoreEvent, EventType } from './types.js';
 import { formatTime } from './conditions.js';
 
 export interface EventInput {
@@ -81,6 +81,11 @@ export function eventName(buildName: string, now: Date): string {
   return `${buildName.slice(0, 253 - suffix.length).replace(/[.-]+$/, '')}${suffix}`;
 }
 
+/**
+ * The Event about `build`, in the Build's namespace (an Event's namespace must be its involved
+ * object's, whatever namespace the pod runs in); `involvedObject` names the Build as it was read,
+ * so a client given another resource reports that resource's apiVersion and kind.
+ */
 export function makeEvent(build: Build, input: EventInput, init: { name: string; component: string; instance: string; now: Date }): CoreEvent {
   const { metadata } = build;
   const at = formatTime(init.now);
@@ -89,8 +94,8 @@ export function makeEvent(build: Build, input: EventInput, init: { name: string;
     kind: 'Event',
     metadata: { name: init.name, namespace: metadata.namespace },
     involvedObject: {
-      apiVersion: BUILD_API_VERSION,
-      kind: BUILD_KIND,
+      apiVersion: build.apiVersion,
+      kind: build.kind,
       name: metadata.name,
       namespace: metadata.namespace,
       ...(metadata.uid ? { uid: metadata.uid } : {}),

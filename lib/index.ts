@@ -22,7 +22,12 @@ export {
   setCondition,
   derivePhase,
   applyCondition,
+  phaseFieldOf,
+  PHASE_FIELDS,
+  type PhaseField,
   formatTime,
+  validateConditionType,
+  MAX_CONDITION_TYPE_LENGTH,
   ConditionStatuses,
   Phases,
   DEFAULT_VOCABULARY,
@@ -46,8 +51,9 @@ export {
   type StopSignal,
   type BuildClient,
 } from './runner.js';
-export { stepTask, runStep, parseSteps, RESULT_FILES, type StepSpec, type StepOptions } from './steps.js';
-export { parseBuildReference, formatBuildReference, buildRef, validateName, validateNamespace } from './names.js';
+export { stepTask, runStep, parseSteps, imageDigest, RESULT_FILES, type StepSpec, type StepOptions } from './steps.js';
+export { parseBuildReference, buildRefFromParts, formatBuildReference, buildRef, validateName, validateNamespace } from './names.js';
+export { DEFAULT_RESOURCE, parseResource, formatResource, apiVersionOf, validateResource, type BuildResource } from './resource.js';
 export {
   SpotError,
   ConfigError,

@@ -3,7 +3,7 @@
  * Every line passes through the secret filter (secrets.ts), so a token can never reach a log even
  * if some caller puts one in a message by mistake.
  */
-import { redact } from './secrets.js';
+import { redact, redactValue } from './secrets.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFormat = 'text' | 'json';
@@ -52,18 +52,21 @@ export function createLogger(options: LoggerOptions = {}, bound: LogFields = {})
 
   const emit = (level: LogLevel, message: string, fields?: LogFields): void => {
     if (LEVELS[level] < threshold) return;
-    const all = { ...bound, ...fields };
+    // Values are redacted before they are serialised: JSON escapes a secret's quote or backslash,
+    // and the escaped form would slip past a filter run on the finished line.
+    const all: [string, unknown][] = [];
+    for (const [k, v] of Object.entries({ ...bound, ...fields })) if (v !== undefined) all.push([redact(k), redactValue(fieldValue(v))]);
+    const msg = redact(message);
     let line: string;
     if (format === 'json') {
-      const entry: LogFields = { time: now().toISOString(), level, msg: message };
-      for (const [k, v] of Object.entries(all)) if (v !== undefined) entry[k] = fieldValue(v);
+      const entry: LogFields = { time: now().toISOString(), level, msg };
+      for (const [k, v] of all) entry[k] = v;
       line = JSON.stringify(entry);
     } else {
-      const parts = Object.entries(all)
-        .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => `${k}=${textValue(v)}`);
-      line = `${now().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}${parts.length ? ` ${parts.join(' ')}` : ''}`;
+      const parts = all.map(([k, v]) => `${k}=${textValue(v)}`);
+      line = `${now().toISOString()} ${level.toUpperCase().padEnd(5)} ${msg}${parts.length ? ` ${parts.join(' ')}` : ''}`;
     }
+    // And the finished line once more, for what serialisation did not escape.
     write(redact(line));
   };
 

@@ -33,9 +33,22 @@ export function subdomainProblem(value: string): string | undefined {
   return undefined;
 }
 
-/** Short, printable form of untrusted input for an error message (never the whole 300 characters). */
-function shown(value: string): string {
-  return JSON.stringify(value.length > 64 ? `${value.slice(0, 61)}...` : value);
+/**
+ * Characters that must not reach a terminal or a log line raw: controls (a newline forges a line),
+ * format characters (a bidi override disguises one), line and paragraph separators, surrogates
+ * and private-use characters.
+ */
+export const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Zl}\p{Zp}]/u;
+const UNPRINTABLE_ALL = new RegExp(UNPRINTABLE.source, 'gu');
+
+/**
+ * Short, printable, one-line form of untrusted input for an error message: quoted, every
+ * unprintable character escaped, cut to `max` characters (never the whole 300 of a hostile value).
+ */
+export function shown(value: string, max = 64): string {
+  const chars = [...value];
+  const cut = chars.length > max ? `${chars.slice(0, max - 3).join('')}...` : value;
+  return JSON.stringify(cut).replace(UNPRINTABLE_ALL, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
 }
 
 export function validateNamespace(namespace: string, what = 'namespace'): string {
@@ -68,6 +81,18 @@ export function parseBuildReference(reference: string): BuildRef {
     throw new InvalidNameError(
       `invalid Build reference ${shown(reference)}: expected "namespace/name" with exactly one "/"`,
     );
+  }
+  return buildRef(parts[0]!, parts[1]!);
+}
+
+/**
+ * A reference from `BUILD_REFERENCE` already split on `/`, as the Go package's `GetBuild` takes it:
+ * exactly 2 parts (namespace, name), each a valid name. The wrong count is refused with the Go
+ * builder's wording, naming the value.
+ */
+export function buildRefFromParts(parts: readonly string[]): BuildRef {
+  if (parts.length !== 2) {
+    throw new InvalidNameError(`BUILD_REFERENCE is expected to have 2 components, had ${parts.length}: ${shown(parts.join('/'))}`);
   }
   return buildRef(parts[0]!, parts[1]!);
 }

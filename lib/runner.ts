@@ -4,15 +4,17 @@
  * write, so N tasks cost 1 GET + N+1 status writes when nothing conflicts.
  */
 import type { CallOptions, UpdateOptions } from './builds.js';
-import { applyCondition, DEFAULT_VOCABULARY, getCondition, setCondition, type Vocabulary } from './conditions.js';
+import { applyCondition, DEFAULT_VOCABULARY, getCondition, phaseFieldOf, setCondition, validateConditionType, type PhaseField, type Vocabulary } from './conditions.js';
 import { AbortedError, TaskFailure } from './errors.js';
 import type { EventInput, EventOutcome } from './events.js';
 import { silentLogger, type Logger } from './log.js';
 import { redact } from './secrets.js';
-import type { Build, BuildRef, BuildStatus, ConditionStatus } from './types.js';
+import type { Build, BuildPhase, BuildRef, BuildStatus, ConditionStatus } from './types.js';
 
 /** What the runner needs of a client: `SpotClient` is one; tests hand in a fake or a fixture-backed one. */
 export interface BuildClient {
+  /** The phase field the client was given; undefined (or absent): told from the Build as read. */
+  readonly phaseField?: PhaseField | undefined;
   getBuild(ref: BuildRef, options?: CallOptions): Promise<Build>;
   updateBuildStatus(ref: BuildRef, mutate: (build: Build) => void, options?: UpdateOptions): Promise<Build>;
   recordEvent(build: Build, event: EventInput, options?: CallOptions): Promise<EventOutcome>;
@@ -42,6 +44,9 @@ export interface Task {
 /** Reasons this runner writes into conditions and events. */
 export const Reasons = Object.freeze({
   Started: 'Started',
+  /** A task's start and success as events: only when the Build's CRD does not store conditions. */
+  TaskStarted: 'TaskStarted',
+  TaskSucceeded: 'TaskSucceeded',
   Succeeded: 'Succeeded',
   Completed: 'Completed',
   Failed: 'Failed',
@@ -73,6 +78,8 @@ export interface RunOptions {
   /** Record Normal/Warning events (default true). */
   events?: boolean;
   vocabulary?: Vocabulary;
+  /** Where the phase is written; default: the client's `phaseField`, else told from the Build as read (`phaseFieldOf`). */
+  phaseField?: PhaseField;
   now?: () => Date;
   /** Called when the grace period runs out (default `process.exit`). */
   exit?: (code: number) => void;
@@ -81,6 +88,20 @@ export interface RunOptions {
 export const DEFAULT_GRACE_MS = 10_000;
 
 type Mutation = (build: Build) => void;
+
+/** How statuses are spelled for one Build: the vocabulary and the field the phase goes in. */
+interface Rules {
+  vocabulary: Vocabulary;
+  phaseField: PhaseField;
+}
+
+/** The rules for a Build as read: the phase field given (option, then client), else the Build's own. */
+function rulesFor(build: Build | undefined, client: BuildClient, options: { vocabulary?: Vocabulary | undefined; phaseField?: PhaseField | undefined }): Rules {
+  return {
+    vocabulary: options.vocabulary ?? DEFAULT_VOCABULARY,
+    phaseField: options.phaseField ?? client.phaseField ?? phaseFieldOf(build?.status),
+  };
+}
 
 function errorOf(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
@@ -96,7 +117,7 @@ function mark(
   type: string,
   status: string,
   now: Date,
-  vocabulary: Vocabulary,
+  rules: Rules,
   extra: { reason?: string | undefined; message?: string | undefined; result?: Partial<BuildStatus> | undefined } = {},
 ): Mutation {
   return (build) => {
@@ -104,9 +125,10 @@ function mark(
     if (extra.result) Object.assign(target, structuredClone(extra.result));
     applyCondition(
       target,
-      { ...getCondition(target, type, vocabulary), status: status as ConditionStatus, reason: extra.reason, message: extra.message },
+      { ...getCondition(target, type, rules.vocabulary), status: status as ConditionStatus, reason: extra.reason, message: extra.message },
       now,
-      vocabulary,
+      rules.vocabulary,
+      rules.phaseField,
     );
   };
 }
@@ -121,12 +143,12 @@ function combine(...mutations: Mutation[]): Mutation {
  * initialized, so the plan is visible from the start (`kubectl get build -o yaml`) at no extra
  * request. A condition the Build already has is left as it is.
  */
-function startMutation(tasks: readonly Task[], at: Date, vocabulary: Vocabulary): Mutation {
+function startMutation(tasks: readonly Task[], at: Date, rules: Rules): Mutation {
   return combine(
-    mark(tasks[0]!.type, vocabulary.inProgress, at, vocabulary),
+    mark(tasks[0]!.type, rules.vocabulary.inProgress, at, rules),
     ...tasks.slice(1).map((t): Mutation => (b) => {
       const status = (b.status ??= {});
-      if (!status.conditions?.some((c) => c.type === t.type)) setCondition(status, { type: t.type, status: vocabulary.initialized as ConditionStatus }, at);
+      if (!status.conditions?.some((c) => c.type === t.type)) setCondition(status, { type: t.type, status: rules.vocabulary.initialized as ConditionStatus }, at);
     }),
   );
 }
@@ -205,7 +227,7 @@ interface RunContext {
   client: BuildClient;
   ref: BuildRef;
   log: Logger;
-  vocabulary: Vocabulary;
+  rules: Rules;
   now: () => Date;
   signal: AbortSignal;
   emit(build: Build, type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
@@ -225,9 +247,11 @@ async function reportTaskFailure(run: RunContext, build: Build, task: Task, fail
     : `${task.type} failed after ${elapsed}: ${redact(failed.error.message)}`;
   run.log.error(`${progress} ${task.type} ${interrupted ? 'interrupted' : 'failed'} after ${elapsed}`, {
     reason: failed.reason,
-    error: failed.error.message,
+    // The summary only: the whole message (a step's stderr tail, shown live already) goes into
+    // the condition and the event.
+    error: failed.error instanceof TaskFailure ? failed.error.summary : failed.error.message,
   });
-  const stored = await run.client.updateBuildStatus(run.ref, mark(task.type, run.vocabulary.error, run.now(), run.vocabulary, { reason: failed.reason, message }), {
+  const stored = await run.client.updateBuildStatus(run.ref, mark(task.type, run.rules.vocabulary.error, run.now(), run.rules, { reason: failed.reason, message }), {
     base: build,
   });
   await run.emit(stored, 'Warning', failed.reason === Reasons.Failed ? 'TaskFailed' : failed.reason, message);
@@ -238,18 +262,22 @@ async function reportTaskFailure(run: RunContext, build: Build, task: Task, fail
 /**
  * Runs `tasks` strictly in order and stops at the first failure. Writes: one GET, then one status
  * write per transition instant (task i's Success and task i+1's In Progress together; a task's
- * results in the write that marks it done). Events: Normal at start and completion, Warning for a
- * failure or an interruption; their failures never change the outcome. Errors reporting to the API
- * server (after the transport's retries) are thrown: the build's state cannot be told.
+ * results in the write that marks it done), so at most N+1 writes for N tasks; a write that would
+ * change nothing the CRD stores is not sent. Events: Normal at start and completion, Warning for a
+ * failure or an interruption; when the Build's CRD does not store conditions (the first write's
+ * answer shows it), also a Normal event at each task's start and success, so progress stays
+ * visible in `kubectl describe build`. Event failures never change the outcome. Errors reporting
+ * to the API server (after the transport's retries) are thrown: the build's state cannot be told.
  */
 export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readonly Task[], options: RunOptions = {}): Promise<RunOutcome> {
   const log = options.log ?? silentLogger;
-  const vocabulary = options.vocabulary ?? DEFAULT_VOCABULARY;
   const now = options.now ?? (() => new Date());
   const events = options.events ?? true;
   if (tasks.some((task) => !task.type)) throw new TypeError('every task needs a condition type');
   const duplicate = duplicateTaskType(tasks.map((task) => task.type));
   if (duplicate !== undefined) throw new TypeError(`duplicate condition type ${JSON.stringify(duplicate)}: each task needs its own`);
+  // Before anything is sent: a type goes into the Build, the events and every log line.
+  for (const task of tasks) validateConditionType(task.type, 'task type');
 
   const controller = new AbortController();
   const forward = () => controller.abort(options.signal?.reason);
@@ -259,30 +287,50 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
     ? handleStopSignals(controller, { ...(options.graceMs !== undefined ? { graceMs: options.graceMs } : {}), ...(options.exit ? { exit: options.exit } : {}), log })
     : () => {};
   const signal = controller.signal;
-  const run: RunContext = {
-    client,
-    ref,
-    log,
-    vocabulary,
-    now,
-    signal,
-    emit: async (build, type, reason, message) => {
-      if (events) await client.recordEvent(build, { type, reason, message });
-    },
-  };
 
   try {
     const started = Date.now();
     let build = await client.getBuild(ref);
     if (tasks.length === 0) return { outcome: 'done', build, exitCode: 0 };
-    let pending = startMutation(tasks, now(), vocabulary);
+    const rules = rulesFor(build, client, options);
+    const { vocabulary, phaseField } = rules;
+    const run: RunContext = {
+      client,
+      ref,
+      log,
+      rules,
+      now,
+      signal,
+      emit: async (b, type, reason, message) => {
+        if (events) await client.recordEvent(b, { type, reason, message });
+      },
+    };
+    log.debug(`phase field: status.${phaseField}`);
+    let pending = startMutation(tasks, now(), rules);
+    // Task events owed once the write they describe has been made (only when conditions are not stored).
+    let owed: Array<[reason: string, message: string]> = [];
+    let taskEvents = false;
     const total = tasks.length;
+    const write = async (mutation: Mutation): Promise<void> => {
+      build = await client.updateBuildStatus(ref, mutation, { base: build });
+      for (const [reason, message] of owed) await run.emit(build, 'Normal', reason, message);
+      owed = [];
+    };
 
     for (let i = 0; i < total; i++) {
       const task = tasks[i]!;
       const progress = `[${i + 1}/${total}]`;
-      build = await client.updateBuildStatus(ref, pending, { base: build });
-      if (i === 0) await run.emit(build, 'Normal', Reasons.Started, `Build started: ${total} task${total === 1 ? '' : 's'} (${tasks.map((t) => t.type).join(', ')})`);
+      if (taskEvents) owed.push([Reasons.TaskStarted, `${progress} ${task.type} started`]);
+      await write(pending);
+      if (i === 0) {
+        await run.emit(build, 'Normal', Reasons.Started, `Build started: ${total} task${total === 1 ? '' : 's'} (${tasks.map((t) => t.type).join(', ')})`);
+        // The first write carried every task's condition: an answer without them means the CRD drops them.
+        if (!Array.isArray(build.status?.conditions)) {
+          taskEvents = events;
+          log.info(`this Build's CRD does not store conditions: progress is reported in ${events ? 'events' : 'the log only (events are off)'}`);
+          if (taskEvents) await run.emit(build, 'Normal', Reasons.TaskStarted, `${progress} ${task.type} started`);
+        }
+      }
 
       const taskStarted = Date.now();
       log.info(`${progress} ${task.type}`);
@@ -291,7 +339,8 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
       if (!attempt.ok) return await reportTaskFailure(run, build, task, attempt, progress, elapsed);
 
       log.info(`${progress} ${task.type} succeeded in ${elapsed}`);
-      const done = mark(task.type, vocabulary.success, now(), vocabulary, {
+      if (taskEvents) owed.push([Reasons.TaskSucceeded, `${progress} ${task.type} succeeded in ${elapsed}`]);
+      const done = mark(task.type, vocabulary.success, now(), rules, {
         reason: Reasons.Succeeded,
         message: attempt.result.message,
         result: attempt.result.status,
@@ -299,16 +348,17 @@ export async function runTasks(client: BuildClient, ref: BuildRef, tasks: readon
       const next = tasks[i + 1];
       if (next && signal.aborted) {
         // Stopped between tasks: record this task's success; the next one never starts.
-        build = await client.updateBuildStatus(ref, done, { base: build });
+        await write(done);
         const name = stopSignalOf(signal);
         await run.emit(build, 'Warning', Reasons.Terminated, `Build interrupted by ${name} before ${next.type} started`);
         return { outcome: 'interrupted', build, exitCode: SIGNAL_EXIT_CODES[name], type: undefined, signal: name };
       }
-      pending = next ? combine(done, mark(next.type, vocabulary.inProgress, now(), vocabulary)) : done;
+      pending = next ? combine(done, mark(next.type, vocabulary.inProgress, now(), rules)) : done;
     }
 
-    build = await client.updateBuildStatus(ref, pending, { base: build });
-    log.info(`build ${build.status?.phase === vocabulary.done ? 'done' : `finished (phase ${JSON.stringify(build.status?.phase)})`} in ${formatElapsed(Date.now() - started)}`);
+    await write(pending);
+    const phase = build.status?.[phaseField];
+    log.info(`build ${phase === vocabulary.done ? 'done' : `finished (${phaseField} ${JSON.stringify(phase)})`} in ${formatElapsed(Date.now() - started)}`);
     await run.emit(build, 'Normal', Reasons.Completed, `Build completed: ${total} task${total === 1 ? '' : 's'} in ${formatElapsed(Date.now() - started)}`);
     return { outcome: 'done', build, exitCode: 0 };
   } finally {
@@ -331,15 +381,16 @@ export async function monitorCondition<T>(
   ref: BuildRef,
   type: string,
   task: (context: TaskContext) => Promise<T>,
-  options: { base?: Build; signal?: AbortSignal; log?: Logger; vocabulary?: Vocabulary; now?: () => Date } = {},
+  options: { base?: Build; signal?: AbortSignal; log?: Logger; vocabulary?: Vocabulary; phaseField?: PhaseField; now?: () => Date } = {},
 ): Promise<ConditionOutcome<T>> {
-  const vocabulary = options.vocabulary ?? DEFAULT_VOCABULARY;
   const now = options.now ?? (() => new Date());
   const log = options.log ?? silentLogger;
   const signal = options.signal ?? new AbortController().signal;
-  let build = await client.updateBuildStatus(ref, mark(type, vocabulary.inProgress, now(), vocabulary), {
-    base: options.base ?? (await client.getBuild(ref)),
-  });
+  validateConditionType(type);
+  const base = options.base ?? (await client.getBuild(ref));
+  const rules = rulesFor(base, client, options);
+  const { vocabulary } = rules;
+  let build = await client.updateBuildStatus(ref, mark(type, vocabulary.inProgress, now(), rules), { base });
   let value: T;
   try {
     signal.throwIfAborted();
@@ -347,12 +398,12 @@ export async function monitorCondition<T>(
   } catch (err) {
     const error = errorOf(err);
     const reason = signal.aborted ? Reasons.Terminated : err instanceof TaskFailure ? err.reason : Reasons.Failed;
-    build = await client.updateBuildStatus(ref, mark(type, vocabulary.error, now(), vocabulary, { reason, message: redact(error.message) }), {
+    build = await client.updateBuildStatus(ref, mark(type, vocabulary.error, now(), rules, { reason, message: redact(error.message) }), {
       base: build,
     });
     return { ok: false, error, build };
   }
-  build = await client.updateBuildStatus(ref, mark(type, vocabulary.success, now(), vocabulary, { reason: Reasons.Succeeded }), { base: build });
+  build = await client.updateBuildStatus(ref, mark(type, vocabulary.success, now(), rules, { reason: Reasons.Succeeded }), { base: build });
   return { ok: true, value, build };
 }
 
@@ -374,23 +425,25 @@ export async function reportFatalError(
     deadlineMs?: number;
     log?: Logger;
     vocabulary?: Vocabulary;
+    phaseField?: PhaseField;
   } = {},
 ): Promise<void> {
   const log = options.log ?? silentLogger;
-  const vocabulary = options.vocabulary ?? DEFAULT_VOCABULARY;
   const message = redact(errorOf(error).message);
   const signal = AbortSignal.timeout(options.deadlineMs ?? DEFAULT_FATAL_DEADLINE_MS);
   log.error(`fatal: ${message}`);
   try {
     const at = new Date();
     const base = options.base ?? (await client.getBuild(ref, { signal }));
+    const rules = rulesFor(base, client, options);
+    const { vocabulary } = rules;
     const build = await client.updateBuildStatus(
       ref,
       (draft) => {
         const status = (draft.status ??= {});
         const type = options.type ?? status.conditions?.find((c) => c.status === vocabulary.inProgress)?.type;
-        if (type) mark(type, vocabulary.error, at, vocabulary, { reason: Reasons.Failed, message })(draft);
-        status.phase = vocabulary.errored as BuildStatus['phase'];
+        if (type) mark(type, vocabulary.error, at, rules, { reason: Reasons.Failed, message })(draft);
+        status[rules.phaseField] = vocabulary.errored as BuildPhase;
       },
       { base, signal },
     );

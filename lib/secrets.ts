@@ -35,3 +35,24 @@ export function redact(text: string): string {
   }
   return out;
 }
+
+/** How deep `redactValue` walks; deeper values are replaced, never walked (log fields are shallow). */
+const MAX_REDACT_DEPTH = 16;
+
+/**
+ * A copy of `value` with every string in it (keys included) redacted, for text that is serialised
+ * next (a JSON log line): serialising first would escape a secret's quote or backslash and it would
+ * no longer match.
+ */
+export function redactValue(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return redact(value);
+  if (typeof value !== 'object' || value === null) return value;
+  if (depth >= MAX_REDACT_DEPTH) return '[too deep]';
+  if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1));
+  // toJSON first (a Date, a URL), as JSON.stringify would.
+  const plain = typeof (value as { toJSON?: unknown }).toJSON === 'function' ? (value as { toJSON(): unknown }).toJSON() : value;
+  if (typeof plain !== 'object' || plain === null) return redactValue(plain, depth + 1);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(plain)) out[redact(k)] = redactValue(v, depth + 1);
+  return out;
+}

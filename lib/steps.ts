@@ -5,7 +5,7 @@
  * timeout, and a results folder through which it hands back what it produced.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chown, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -40,9 +40,34 @@ export interface StepOptions {
   tailBytes?: number;
   /** Parent folder of the results folders (default the OS temp folder). */
   resultsParent?: string;
+  /**
+   * Run the step as this user (spot-run's `--step-user`), so it cannot read what only this
+   * process's user may: the service-account token. Needs root or CAP_SETUID/CAP_SETGID; the
+   * results folder is handed to that user.
+   */
+  user?: { uid: number; gid: number };
 }
 
-export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageMetadata: 'image-metadata' });
+export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageDigest: 'image-digest', imageMetadata: 'image-metadata' });
+
+/** An OCI content digest, `algorithm:encoded` (image-spec descriptor.md). */
+const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
+/** A reference pinned by digest, `...@sha256:<64 hex>`, as registries and `docker push` print it. */
+const PINNED_SHA256 = /@(sha256:[0-9a-f]{64})$/;
+
+/**
+ * The image digest a step reported: its `image-digest` file (trimmed) when it wrote one, else the
+ * digest an `image-url` pinned by `@sha256:<64 hex>` ends with, else undefined. Throws a
+ * `TaskFailure` when the file holds something that is not a digest.
+ */
+export function imageDigest(url: string | undefined, digestFile: string | undefined, type: string): string | undefined {
+  const given = digestFile?.trim();
+  if (given) {
+    if (!DIGEST.test(given)) throw new TaskFailure('InvalidResult', `${type} wrote ${RESULT_FILES.imageDigest}, which must be a digest such as sha256:<64 hex>`);
+    return given;
+  }
+  return url?.trim().match(PINNED_SHA256)?.[1];
+}
 
 /**
  * The last lines of a stream, bounded in lines and bytes whatever the stream's size. It goes into
@@ -120,10 +145,12 @@ function stepEnv(spec: StepSpec, resultsDir: string): NodeJS.ProcessEnv {
 
 async function readResults(dir: string, type: string): Promise<Partial<BuildStatus> | undefined> {
   const read = (name: string) => readFile(join(dir, name), 'utf8').catch(() => undefined);
-  const [url, metadata] = await Promise.all([read(RESULT_FILES.imageUrl), read(RESULT_FILES.imageMetadata)]);
-  if (url === undefined && metadata === undefined) return undefined;
+  const [url, digestFile, metadata] = await Promise.all([read(RESULT_FILES.imageUrl), read(RESULT_FILES.imageDigest), read(RESULT_FILES.imageMetadata)]);
+  if (url === undefined && digestFile === undefined && metadata === undefined) return undefined;
   const image: NonNullable<BuildStatus['image']> = {};
   if (url !== undefined && url.trim() !== '') image.url = url.trim();
+  const digest = imageDigest(url, digestFile, type);
+  if (digest !== undefined) image.digest = digest;
   if (metadata !== undefined && metadata.trim() !== '') {
     let parsed: unknown;
     try {
@@ -170,6 +197,7 @@ function trackGroup(pid: number | undefined): void {
 export async function runStep(spec: StepSpec, signal: AbortSignal, log: Logger, options: StepOptions = {}): Promise<TaskResult> {
   const resultsDir = await mkdtemp(join(options.resultsParent ?? tmpdir(), 'spot-results-'));
   try {
+    if (options.user) await chown(resultsDir, options.user.uid, options.user.gid);
     await execute(spec, resultsDir, signal, log, options);
     const status = await readResults(resultsDir, spec.type);
     return status ? { status } : {};
@@ -201,7 +229,7 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
   return new Promise<void>((resolve, reject) => {
     signal.throwIfAborted();
     // detached: its own process group, so a stop reaches the step's children too.
-    const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir) });
+    const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir), ...options.user });
     trackGroup(child.pid);
     sources.stdout = child.stdout;
     sources.stderr = child.stderr;
@@ -269,10 +297,13 @@ export interface StepExit {
 export function stepFailure(exit: StepExit): TaskFailure | AbortedError | undefined {
   if (exit.stopped === 'Aborted') return new AbortedError('step interrupted', undefined);
   const lastLines = exit.tail ? `; last stderr lines:\n${exit.tail}` : '';
-  if (exit.stopped === 'Timeout') return new TaskFailure('Timeout', `timed out after ${exit.timeoutSeconds}s and was stopped${lastLines}`);
+  if (exit.stopped === 'Timeout') {
+    const summary = `timed out after ${exit.timeoutSeconds}s and was stopped`;
+    return new TaskFailure('Timeout', `${summary}${lastLines}`, { summary });
+  }
   if (exit.code === 0) return undefined;
   const how = exit.code !== null ? `exit code ${exit.code}` : `killed by ${exit.signal}`;
-  return new TaskFailure('StepFailed', `${how}${lastLines}`);
+  return new TaskFailure('StepFailed', `${how}${lastLines}`, { summary: how });
 }
 
 /** A step as a runner task. */

@@ -8,6 +8,7 @@ import type { Dispatcher } from 'undici';
 import {
   AbortedError,
   ApiError,
+  ConfigError,
   isUnauthorized,
   NetworkError,
   ResponseError,
@@ -74,9 +75,45 @@ export interface Transport {
   close(): Promise<void>;
 }
 
+/** Characters of a body kept in an error message. */
+const SNIPPET_CHARS = 160;
+/** Characters of a body looked at for the snippet, after redaction (whitespace runs collapse). */
+const SNIPPET_WINDOW_CHARS = 4096;
+/** Answers nested deeper than this are refused: no object the runtime reads comes near it. */
+export const MAX_ANSWER_DEPTH = 64;
+
+/**
+ * A short printable start of a body for an error message. The whole body is redacted before any
+ * cut: a cut first would leave all but the end of an echoed token, which no longer matches.
+ */
 function snippet(buf: Buffer): string {
-  const text = buf.subarray(0, 512).toString('utf8').replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim();
-  return redact(text.length > 160 ? `${text.slice(0, 157)}...` : text);
+  const text = redact(buf.toString('utf8'))
+    .slice(0, SNIPPET_WINDOW_CHARS)
+    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
+  return text.length > SNIPPET_CHARS ? `${text.slice(0, SNIPPET_CHARS - 3)}...` : text;
+}
+
+/**
+ * How deep `body`'s JSON nests (objects and arrays), counted on the bytes before parsing, stopping
+ * as soon as it passes `limit`: a hostile answer nested thousands deep would otherwise overflow
+ * the stack of whatever walks it next (a diff, a copy).
+ */
+export function jsonDepthExceeds(body: Buffer, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
 }
 
 function isJson(contentType: string | string[] | undefined): boolean {
@@ -133,6 +170,9 @@ async function readBody(res: Dispatcher.ResponseData, target: RequestTarget, lim
   return Buffer.concat(chunks, size);
 }
 
+/** Codes of requests undici refuses to form. */
+const UNSENDABLE_CODES = new Set(['UND_ERR_INVALID_ARG', 'ERR_INVALID_URL', 'ERR_INVALID_ARG_VALUE', 'ERR_INVALID_CHAR']);
+
 /** Why an attempt got no usable answer: the caller's abort, our timeout, or the network (the `ResponseError`s of `readBody` pass through). */
 function attemptFailure(err: unknown, target: RequestTarget, origin: string, signal: AbortSignal | undefined, timedOut: boolean, ms: number): Error {
   if (err instanceof ResponseError) return err;
@@ -140,6 +180,11 @@ function attemptFailure(err: unknown, target: RequestTarget, origin: string, sig
   if (timedOut) return new TimeoutError(`no answer within ${ms} ms`, target, { cause: err });
   const code = causeCode(err);
   const message = err instanceof Error ? err.message : String(err);
+  // undici refused to form the request (a header with CR/LF, an origin that is not a URL): nothing
+  // was sent and sending again cannot help. It is configuration, not the network.
+  if (code !== undefined && UNSENDABLE_CODES.has(code)) {
+    return new ConfigError(`cannot send a request to ${origin}: ${redact(message)} [${code}] (${target.method} ${target.path})`, undefined, { cause: err });
+  }
   return new NetworkError(`cannot reach the API server at ${origin}: ${redact(message)}${code && !message.includes(code) ? ` [${code}]` : ''}`, target, code, {
     cause: err,
   });
@@ -162,6 +207,9 @@ function decodeAnswer(res: Dispatcher.ResponseData, body: Buffer, target: Reques
         statusCode,
       );
     }
+    if (jsonDepthExceeds(body, MAX_ANSWER_DEPTH)) {
+      throw new ResponseError(`the answer is nested deeper than ${MAX_ANSWER_DEPTH} levels; refusing it`, target, statusCode);
+    }
     try {
       return JSON.parse(body.toString('utf8'));
     } catch (err) {
@@ -170,7 +218,7 @@ function decodeAnswer(res: Dispatcher.ResponseData, body: Buffer, target: Reques
   }
 
   let status: Status | undefined;
-  if (json) {
+  if (json && !jsonDepthExceeds(body, MAX_ANSWER_DEPTH)) {
     try {
       const parsed = JSON.parse(body.toString('utf8')) as Partial<Status>;
       if (parsed && parsed.kind === 'Status') status = parsed as Status;

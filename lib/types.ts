@@ -2,6 +2,9 @@
  * The Build custom resource (`spot.release.com/v1alpha1`, plural `builds`, namespaced, with a
  * status subresource) as this runtime reads and writes it. Fields the runtime does not know are
  * kept as they come (`[key: string]: unknown`): the operator owns the resource and may add more.
+ * Two shapes exist in the wild: the published Spot CRD (phase in `status.stage`, no conditions,
+ * every unlisted status field pruned by the server) and the newer one (`status.phase` and
+ * per-task conditions); both fit these types.
  */
 
 export const BUILD_GROUP = 'spot.release.com';
@@ -59,18 +62,23 @@ export interface BuildCondition {
 }
 
 export interface BuildStatus {
+  /** The phase in the newer CRD shape. */
   phase?: BuildPhase;
+  /** The phase in the published Spot CRD (same values); the operator acts on it. */
+  stage?: BuildPhase;
   conditions?: BuildCondition[];
   /** The build pod, written by the operator. */
   pod?: { namespace?: string; name?: string; [key: string]: unknown };
-  /** What the build produced. */
-  image?: { url?: string; metadata?: Record<string, string>; [key: string]: unknown };
+  /** What the build produced; the operator copies `url` and `digest` into the Workspace. */
+  image?: { url?: string; digest?: string; metadata?: Record<string, string>; [key: string]: unknown };
   [key: string]: unknown;
 }
 
 export interface Build {
-  apiVersion: typeof BUILD_API_VERSION;
-  kind: typeof BUILD_KIND;
+  /** `spot.release.com/v1alpha1` unless the client was given another resource. */
+  apiVersion: string;
+  /** `Build` unless the client was given another resource. */
+  kind: string;
   metadata: ObjectMeta;
   spec?: BuildSpec;
   status?: BuildStatus;

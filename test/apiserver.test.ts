@@ -1,9 +1,11 @@
 /**
  * The local API server (scripts/apiserver/server.ts) against the kube-apiserver behaviour it stands
- * in for (shared/reference/kubernetes-api.md), through a real HTTPS client (undici), plus
- * the pure merge/JSON patch functions. One server per describe block keeps the file fast.
+ * in for (shared/reference/kubernetes-api.md), through a real HTTPS client (undici), plus the pure
+ * parts (merge/JSON patches, CRD reading, durations, selectors) and `npm run apiserver` under real
+ * signals. One server per describe block keeps the file fast.
  */
 import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +16,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 
 import type { Build, Status } from '../lib/types.js';
 import {
+  CRD_FILES,
   DEPLOY_ROLE_RULES,
   startApiServer,
   type ApiServer,
@@ -21,6 +24,9 @@ import {
   type RequestLogEntry,
 } from '../scripts/apiserver/server.js';
 import { applyJsonPatch, applyMergePatch, JsonPatchError, type JsonValue } from '../scripts/apiserver/json-patch.js';
+import { CrdError, parseCrd } from '../scripts/apiserver/schema.js';
+import { fieldSelector, labelSelector } from '../scripts/apiserver/selectors.js';
+import { humanDuration, shortHumanDuration } from '../scripts/apiserver/table.js';
 
 // ---------------------------------------------------------------------------------------------
 // Client helpers
@@ -50,6 +56,7 @@ interface CallOptions {
   /** Sent as is (wins over body). */
   raw?: string | Buffer;
   contentType?: string;
+  accept?: string;
   /** Default: the server's current token; null sends no Authorization header. */
   token?: string | null;
   headersTimeout?: number;
@@ -68,6 +75,7 @@ async function call(context: Context, method: Dispatcher.HttpMethod, path: strin
   if (token !== null) headers.authorization = `Bearer ${token}`;
   const body = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
   if (body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
+  if (options.accept !== undefined) headers.accept = options.accept;
   const response = await request(`${context.server.url}${path}`, {
     method,
     headers,
@@ -1041,5 +1049,633 @@ describe('applyJsonPatch (RFC 6902)', () => {
     const document: JsonValue = { a: 1 };
     assert.throws(() => applyJsonPatch(document, [{ op: 'replace', path: '/a', value: 2 }, { op: 'test', path: '/a', value: 1 }]), /test failed/);
     assert.deepEqual(document, { a: 1 });
+  });
+});
+
+// =============================================================================================
+// What kubectl needs: discovery, lists across namespaces, selectors, tables, watch
+
+/** client-go's discovery Accept header (discovery_client.go acceptDiscoveryFormats). */
+const DISCOVERY_ACCEPT =
+  'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json';
+/** kubectl get's Accept header. */
+const TABLE_ACCEPT = 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json';
+
+interface TableBody {
+  kind: string;
+  apiVersion: string;
+  metadata: { resourceVersion?: string };
+  columnDefinitions: Array<{ name: string; type: string; format: string; priority: number }> | null;
+  rows: Array<{ cells: unknown[]; object?: { kind: string; apiVersion?: string; metadata: Record<string, unknown>; status?: unknown } }>;
+}
+
+interface WatchFrame {
+  type: string;
+  object: { metadata: { name?: string; resourceVersion?: string }; status?: Record<string, unknown> } & Partial<TableBody>;
+}
+
+interface WatchStream {
+  status: number;
+  contentType: unknown;
+  frames: WatchFrame[];
+  ended(): boolean;
+  close(): Promise<void>;
+}
+
+/** Opens a watch and collects its frames as they arrive. */
+async function openWatch(context: Context, path: string, accept?: string): Promise<WatchStream> {
+  const headers: Record<string, string> = { authorization: `Bearer ${context.server.token}` };
+  if (accept) headers.accept = accept;
+  const response = await request(`${context.server.url}${path}`, { method: 'GET', headers, dispatcher: context.agent });
+  const frames: WatchFrame[] = [];
+  let done = false;
+  let buffer = '';
+  response.body.setEncoding('utf8');
+  response.body.on('data', (chunk: string) => {
+    buffer += chunk;
+    for (let at = buffer.indexOf('\n'); at >= 0; at = buffer.indexOf('\n')) {
+      frames.push(JSON.parse(buffer.slice(0, at)) as WatchFrame);
+      buffer = buffer.slice(at + 1);
+    }
+  });
+  response.body.on('end', () => (done = true));
+  response.body.on('error', () => (done = true));
+  return {
+    status: response.statusCode,
+    contentType: response.headers['content-type'],
+    frames,
+    ended: () => done,
+    close: async () => {
+      response.body.destroy();
+      await waitFor(() => done || response.body.destroyed);
+    },
+  };
+}
+
+const summary = (frames: readonly WatchFrame[]) => frames.map((f) => `${f.type} ${f.object.metadata.name} ${String(f.object.status?.phase ?? '')}`.trim());
+
+describe('discovery', { timeout: SUITE_TIMEOUT_MS }, () => {
+  const context = useServer();
+
+  test("the legacy documents kubectl falls back to when the answer is plain application/json", async () => {
+    const get = async (path: string) => {
+      const answer = await call(context, 'GET', path, { accept: DISCOVERY_ACCEPT });
+      assert.equal(answer.status, 200, path);
+      // discovery_client.go: only a Content-Type naming APIGroupDiscoveryList is read as aggregated.
+      assert.equal(answer.headers['content-type'], 'application/json', path);
+      return answer.json as Record<string, unknown>;
+    };
+    const version = await get('/version');
+    assert.deepEqual([version.major, version.minor], ['1', '32']);
+    assert.deepEqual(await get('/api'), {
+      kind: 'APIVersions',
+      versions: ['v1'],
+      serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${context.server.port}` }],
+    });
+    const groupVersion = { groupVersion: 'spot.release.com/v1alpha1', version: 'v1alpha1' };
+    const group = { name: 'spot.release.com', versions: [groupVersion], preferredVersion: groupVersion };
+    assert.deepEqual(await get('/apis'), { kind: 'APIGroupList', apiVersion: 'v1', groups: [group] });
+    assert.deepEqual(await get('/apis/spot.release.com'), { kind: 'APIGroup', apiVersion: 'v1', ...group });
+    assert.deepEqual(await get('/apis/spot.release.com/v1alpha1'), {
+      kind: 'APIResourceList',
+      apiVersion: 'v1',
+      groupVersion: 'spot.release.com/v1alpha1',
+      resources: [
+        { name: 'builds', singularName: 'build', namespaced: true, kind: 'Build', verbs: ['create', 'get', 'list', 'patch', 'update', 'watch'], shortNames: ['bld'], categories: ['spot'] },
+        { name: 'builds/status', singularName: '', namespaced: true, kind: 'Build', verbs: ['get', 'patch', 'update'] },
+      ],
+    });
+    assert.deepEqual(await get('/api/v1'), {
+      kind: 'APIResourceList',
+      groupVersion: 'v1',
+      resources: [{ name: 'events', singularName: 'event', namespaced: true, kind: 'Event', verbs: ['create', 'get', 'list', 'patch', 'watch'], shortNames: ['ev'] }],
+    });
+  });
+
+  test('unknown groups and versions are 404; discovery needs a token like everything else', async () => {
+    for (const path of ['/apis/other.example.com', '/apis/spot.release.com/v9', '/apis/spot.release.com/v1alpha1/extra/x']) {
+      assertStatusBody(await call(context, 'GET', path), ROUTE_NOT_FOUND_STATUS);
+    }
+    assert.equal((await call(context, 'GET', '/apis', { token: null })).status, 401);
+  });
+});
+
+const ROUTE_NOT_FOUND_STATUS: Status = {
+  kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'the server could not find the requested resource', reason: 'NotFound', code: 404,
+};
+
+describe('lists across namespaces, selectors and tables', { timeout: SUITE_TIMEOUT_MS }, () => {
+  const context = useServer();
+  const uids: Record<string, string> = {};
+  before(async () => {
+    const { server } = context;
+    uids.web = server.createBuild({ name: 'web', labels: { app: 'web', tier: 'front' }, status: { phase: 'Running' } }).metadata.uid ?? '';
+    uids.api = server.createBuild({ name: 'api', labels: { app: 'api' } }).metadata.uid ?? '';
+    server.createBuild({ namespace: 'team-a', name: 'batch', labels: { app: 'batch', tier: 'back' } });
+    for (const [name, build, reason] of [['web.1', 'web', 'Started'], ['web.2', 'web', 'Completed'], ['api.1', 'api', 'Started']] as const) {
+      const involvedObject = { apiVersion: 'spot.release.com/v1alpha1', kind: 'Build', name: build, namespace: 'default', uid: uids[build] };
+      const created = await call(context, 'POST', eventsPath('default'), {
+        body: eventBody(name, { involvedObject, reason, source: { component: 'spot-runtime', host: 'pod-1' }, firstTimestamp: new Date(Date.now() - 150_000).toISOString(), lastTimestamp: new Date(Date.now() - 150_000).toISOString() }),
+      });
+      assert.equal(created.status, 201, created.text);
+    }
+  });
+
+  test('GET without a namespace lists every namespace, sorted by namespace then name; POST there is 404', async () => {
+    const builds = await call(context, 'GET', '/apis/spot.release.com/v1alpha1/builds');
+    assert.equal(builds.status, 200);
+    const list = builds.json as { kind: string; items: Build[] };
+    assert.equal(list.kind, 'BuildList');
+    assert.deepEqual(list.items.map((b) => `${b.metadata.namespace}/${b.metadata.name}`), ['default/api', 'default/web', 'team-a/batch']);
+    const events = (await call(context, 'GET', '/api/v1/events')).json as { kind: string; items: Array<{ metadata: { name: string } }> };
+    assert.deepEqual([events.kind, events.items.map((e) => e.metadata.name)], ['EventList', ['api.1', 'web.1', 'web.2']]);
+    assertStatusBody(await call(context, 'POST', '/apis/spot.release.com/v1alpha1/builds', { body: buildBody('nowhere') }), ROUTE_NOT_FOUND_STATUS);
+  });
+
+  test("field selectors: kubectl describe's event search by involvedObject; an unsupported field is 400", async () => {
+    const selector = `involvedObject.name=web,involvedObject.namespace=default,involvedObject.kind=Build,involvedObject.uid=${uids.web}`;
+    const names = async (path: string) => ((await call(context, 'GET', path)).json as { items: Array<{ metadata: { name: string } }> }).items.map((i) => i.metadata.name);
+    assert.deepEqual(await names(`${eventsPath('default')}?fieldSelector=${encodeURIComponent(selector)}&limit=500`), ['web.1', 'web.2']);
+    assert.deepEqual(await names(`${eventsPath('default')}?fieldSelector=${encodeURIComponent('involvedObject.uid=other')}`), []);
+    assert.deepEqual(await names(`/api/v1/events?fieldSelector=${encodeURIComponent('reason!=Started,source=spot-runtime')}`), ['web.2']);
+    assert.deepEqual(await names(`/apis/spot.release.com/v1alpha1/builds?fieldSelector=metadata.namespace%3Dteam-a`), ['batch']);
+    assertStatusBody(await call(context, 'GET', `${buildPath('default')}?fieldSelector=status.phase%3DDone`), {
+      kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'field label not supported: status.phase', reason: 'BadRequest', code: 400,
+    });
+  });
+
+  test('label selectors: equality, inequality, set and existence requirements', async () => {
+    const names = async (selector: string) =>
+      ((await call(context, 'GET', `/apis/spot.release.com/v1alpha1/builds?labelSelector=${encodeURIComponent(selector)}`)).json as { items: Build[] }).items.map((b) => b.metadata.name);
+    assert.deepEqual(await names('app=web'), ['web']);
+    assert.deepEqual(await names('app!=web'), ['api', 'batch']);
+    assert.deepEqual(await names('tier in (front,back)'), ['web', 'batch']);
+    assert.deepEqual(await names('!tier'), ['api']);
+    assert.deepEqual(await names('tier,app notin (batch)'), ['web']);
+    assert.equal((await call(context, 'GET', `${buildPath('default')}?labelSelector=${encodeURIComponent('a b c')}`)).status, 400);
+  });
+
+  test("kubectl get's Table: Name then the CRD's printer columns, ages as short durations, PartialObjectMetadata rows", async () => {
+    const answer = await call(context, 'GET', `${buildPath('default')}?limit=500`, { accept: TABLE_ACCEPT });
+    assert.equal(answer.status, 200);
+    const table = answer.json as TableBody;
+    assert.deepEqual([table.kind, table.apiVersion], ['Table', 'meta.k8s.io/v1']);
+    assert.deepEqual(table.columnDefinitions?.map((c) => [c.name, c.type, c.format, c.priority]), [
+      ['Name', 'string', 'name', 0],
+      ['Phase', 'string', '', 0],
+      ['Image', 'string', '', 0],
+      ['Age', 'date', '', 0],
+    ]);
+    assert.equal(table.rows.length, 2);
+    const [api, web] = table.rows;
+    assert.deepEqual(web?.cells.slice(0, 3), ['web', 'Running', null], 'a missing value is null (kubectl shows <none>)');
+    assert.deepEqual(api?.cells.slice(0, 3), ['api', null, null]);
+    assert.match(String(web?.cells[3]), /^\d+s$/);
+    assert.equal(web?.object?.kind, 'PartialObjectMetadata');
+    assert.equal(web?.object?.apiVersion, 'meta.k8s.io/v1');
+    assert.deepEqual([web?.object?.metadata.namespace, web?.object?.metadata.uid], ['default', uids.web]);
+    assert.equal(web?.object?.status, undefined, 'metadata only');
+    const list = (await call(context, 'GET', buildPath('default'))).json as { metadata: { resourceVersion: string } };
+    assert.equal(table.metadata.resourceVersion, list.metadata.resourceVersion);
+
+    const full = (await call(context, 'GET', `${buildPath('default')}?includeObject=Object`, { accept: TABLE_ACCEPT })).json as TableBody;
+    assert.deepEqual(full.rows[1]?.object?.status, { phase: 'Running' });
+    const bare = (await call(context, 'GET', `${buildPath('default')}?includeObject=None`, { accept: TABLE_ACCEPT })).json as TableBody;
+    assert.equal(bare.rows[0]?.object, undefined);
+    const one = (await call(context, 'GET', buildPath('default', 'web'), { accept: 'application/json;as=Table;v=v1beta1;g=meta.k8s.io' })).json as TableBody;
+    assert.deepEqual([one.apiVersion, one.rows.length, one.metadata.resourceVersion], ['meta.k8s.io/v1beta1', 1, context.server.getBuild('default', 'web')?.metadata.resourceVersion]);
+    const yamlOnly = await call(context, 'GET', buildPath('default'), { accept: 'application/yaml' });
+    assert.deepEqual([yamlOnly.status, asStatus(yamlOnly).reason], [406, 'NotAcceptable']);
+  });
+
+  test("kubectl get events' Table: the Event printer's ten columns, priority 1 for the wide ones", async () => {
+    const table = (await call(context, 'GET', eventsPath('default'), { accept: TABLE_ACCEPT })).json as TableBody;
+    assert.deepEqual(table.columnDefinitions?.map((c) => `${c.name}:${c.priority}`), [
+      'Last Seen:0', 'Type:0', 'Reason:0', 'Object:0', 'Subobject:1', 'Source:1', 'Message:0', 'First Seen:1', 'Count:1', 'Name:1',
+    ]);
+    assert.deepEqual(table.rows[1]?.cells, ['2m30s', 'Normal', 'Started', 'build/web', '', 'spot-runtime, pod-1', 'step started', '2m30s', 1, 'web.1']);
+  });
+
+  test('an identity bound to namespaces is refused a list at the cluster scope, naming it', async () => {
+    context.server.addIdentity('test-token-team-a', { user: 'alice', rules: [{ verbs: ['list'], resources: ['builds'], namespaces: ['team-a'] }] });
+    assert.equal((await call(context, 'GET', buildPath('team-a'), { token: 'test-token-team-a' })).status, 200);
+    assertStatusBody(await call(context, 'GET', '/apis/spot.release.com/v1alpha1/builds', { token: 'test-token-team-a' }), {
+      kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure',
+      message: 'builds.spot.release.com is forbidden: User "alice" cannot list resource "builds" in API group "spot.release.com" at the cluster scope',
+      reason: 'Forbidden', details: { group: 'spot.release.com', kind: 'builds' }, code: 403,
+    });
+  });
+});
+
+describe('watch', { timeout: SUITE_TIMEOUT_MS }, () => {
+  const context = useServer();
+  const streams: WatchStream[] = [];
+  const watch = async (path: string, accept?: string) => {
+    const stream = await openWatch(context, path, accept);
+    streams.push(stream);
+    return stream;
+  };
+  after(async () => Promise.all(streams.map((s) => s.close())));
+
+  test('without a resourceVersion: the current objects as ADDED, then every change as it happens, resourceVersions rising', async () => {
+    const { server } = context;
+    server.createBuild({ namespace: 'watch-1', name: 'w1' });
+    const stream = await watch('/apis/spot.release.com/v1alpha1/namespaces/watch-1/builds?watch=1');
+    assert.deepEqual([stream.status, stream.contentType], [200, 'application/json']);
+    await waitFor(() => stream.frames.length === 1);
+    server.setBuildStatus('watch-1', 'w1', { phase: 'Running' });
+    server.setBuildStatus('watch-1', 'w1', { phase: 'Done' });
+    server.createBuild({ namespace: 'watch-1', name: 'w2' });
+    server.createBuild({ namespace: 'elsewhere', name: 'w1' });
+    server.deleteBuild('watch-1', 'w1');
+    await waitFor(() => stream.frames.length === 5);
+    assert.deepEqual(summary(stream.frames), ['ADDED w1', 'MODIFIED w1 Running', 'MODIFIED w1 Done', 'ADDED w2', 'DELETED w1 Done']);
+    const versions = stream.frames.map((f) => Number(f.object.metadata.resourceVersion));
+    assert.deepEqual(versions, [...versions].sort((a, b) => a - b), 'resourceVersions only rise');
+    assert.equal(new Set(versions).size, 5, 'the deletion has a resourceVersion of its own');
+  });
+
+  test("from a list's resourceVersion: only later changes; a field selector follows one Build; a label change that unselects is DELETED", async () => {
+    const { server } = context;
+    server.createBuild({ namespace: 'watch-2', name: 'a', labels: { shown: 'yes' } });
+    server.createBuild({ namespace: 'watch-2', name: 'b' });
+    const list = (await call(context, 'GET', buildPath('watch-2'))).json as { metadata: { resourceVersion: string } };
+    server.setBuildStatus('watch-2', 'b', { phase: 'Running' });
+    server.setBuildStatus('watch-2', 'a', { phase: 'Running' });
+    const byName = await watch(`${buildPath('watch-2')}?resourceVersion=${list.metadata.resourceVersion}&watch=true&fieldSelector=metadata.name%3Da`);
+    const byLabel = await watch(`${buildPath('watch-2')}?watch=true&labelSelector=shown%3Dyes`);
+    await waitFor(() => byName.frames.length === 1 && byLabel.frames.length === 1);
+    assert.deepEqual(summary(byName.frames), ['MODIFIED a Running']);
+    assert.deepEqual(summary(byLabel.frames), ['ADDED a Running']);
+    const a = server.getBuild('watch-2', 'a');
+    const relabel = await call(context, 'PATCH', buildPath('watch-2', 'a'), { token: context.server.token, body: { metadata: { labels: { shown: null } } }, contentType: MERGE });
+    assert.equal(relabel.status, 403, 'the default identity may not patch the main resource');
+    context.server.addIdentity(ADMIN_TOKEN, { user: 'system:admin', rules: [{ verbs: '*', resources: '*' }] });
+    const patched = await call(context, 'PATCH', buildPath('watch-2', 'a'), { token: ADMIN_TOKEN, body: { metadata: { labels: { shown: null } } }, contentType: MERGE });
+    assert.equal(patched.status, 200, patched.text);
+    await waitFor(() => byLabel.frames.length === 2 && byName.frames.length === 2);
+    assert.deepEqual(summary(byLabel.frames), ['ADDED a Running', 'DELETED a Running']);
+    assert.deepEqual(summary(byName.frames), ['MODIFIED a Running', 'MODIFIED a Running']);
+    assert.ok(Number(byName.frames[1]?.object.metadata.resourceVersion) > Number(a?.metadata.resourceVersion), 'the label change is a new resourceVersion');
+  });
+
+  test('a Table watch (kubectl get -w): one row per event, column definitions in the first only', async () => {
+    const { server } = context;
+    server.createBuild({ namespace: 'watch-3', name: 't1' });
+    const stream = await watch(`${buildPath('watch-3')}?watch=true`, TABLE_ACCEPT);
+    server.setBuildStatus('watch-3', 't1', { phase: 'Errored' });
+    await waitFor(() => stream.frames.length === 2);
+    const [first, second] = stream.frames;
+    assert.deepEqual(first?.object.columnDefinitions?.map((c) => c.name), ['Name', 'Phase', 'Image', 'Age']);
+    assert.equal(second?.object.columnDefinitions, null, 'Go writes the omitted definitions as null');
+    assert.deepEqual([second?.type, second?.object.kind, second?.object.rows?.[0]?.cells.slice(0, 2)], ['MODIFIED', 'Table', ['t1', 'Errored']]);
+    assert.equal(second?.object.metadata.resourceVersion, server.getBuild('watch-3', 't1')?.metadata.resourceVersion);
+  });
+
+  test('a resourceVersion older than the kept history is 410 Expired; timeoutSeconds ends a stream', async () => {
+    const { server } = context;
+    server.createBuild({ namespace: 'watch-4', name: 'busy' });
+    for (let i = 0; i < 1001; i++) server.setBuildStatus('watch-4', 'busy', { phase: i % 2 ? 'Running' : 'Done' });
+    const answer = await call(context, 'GET', `${buildPath('watch-4')}?watch=1&resourceVersion=1`);
+    assert.equal(answer.status, 410);
+    assert.equal(asStatus(answer).reason, 'Expired');
+    assert.match(asStatus(answer).message ?? '', /^too old resource version: 1 \(\d+\)$/);
+    const started = performance.now();
+    const timed = await watch(`${buildPath('watch-4')}?watch=1&timeoutSeconds=1`);
+    await waitFor(() => timed.ended(), 3_000);
+    assert.ok(performance.now() - started >= 900, 'open for about the asked second');
+    assert.deepEqual(summary(timed.frames), ['ADDED busy Done']);
+  });
+
+  test('sendInitialEvents ends the initial ADDED events with a BOOKMARK marking their end', async () => {
+    context.server.createBuild({ namespace: 'watch-5', name: 'i1' });
+    const stream = await watch(`${buildPath('watch-5')}?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan`);
+    await waitFor(() => stream.frames.length === 2);
+    assert.deepEqual(stream.frames.map((f) => f.type), ['ADDED', 'BOOKMARK']);
+    assert.deepEqual((stream.frames[1]?.object.metadata as { annotations?: unknown }).annotations, { 'k8s.io/initial-events-end': 'true' });
+  });
+});
+
+// =============================================================================================
+// The CRD from deploy/: structural pruning and validation
+
+describe('deploy/spot-crd.yaml: the published shape, pruned and validated by its schema', { timeout: SUITE_TIMEOUT_MS }, () => {
+  const context = useServer({ crd: 'spot' });
+  const operatorStatus = { stage: 'Running' as const, pod: { name: 'sample-build-x7k2p', namespace: 'spot-system' } };
+  before(() => context.server.addIdentity(ADMIN_TOKEN, { user: 'system:admin', rules: [{ verbs: '*', resources: '*' }] }));
+
+  test('unknown status fields are dropped at every level, answered 200, with one Warning header per field', async () => {
+    context.server.createBuild({ name: 's1', status: operatorStatus });
+    const answer = await call(context, 'PATCH', statusPath('s1'), {
+      contentType: MERGE,
+      body: {
+        status: {
+          phase: 'Done',
+          stage: 'Done',
+          conditions: [{ type: 'Build', status: 'Success' }],
+          image: { url: 'registry.example.com/app:1', digest: 'sha256:abc', metadata: { size: '1' } },
+          pod: { name: 'sample-build-x7k2p', namespace: 'spot-system', node: 'n1' },
+        },
+      },
+    });
+    assert.equal(answer.status, 200, answer.text);
+    const expected = { stage: 'Done', pod: operatorStatus.pod, image: { url: 'registry.example.com/app:1', digest: 'sha256:abc' } };
+    assert.deepEqual(asBuild(answer).status, expected);
+    assert.deepEqual(context.server.getBuild('default', 's1')?.status, expected);
+    // Go's map order makes the real server's order vary; the set is what counts.
+    assert.deepEqual([answer.headers.warning].flat().sort(), [
+      '299 - "unknown field \\"status.conditions\\""',
+      '299 - "unknown field \\"status.image.metadata\\""',
+      '299 - "unknown field \\"status.phase\\""',
+      '299 - "unknown field \\"status.pod.node\\""',
+    ]);
+  });
+
+  test('an enum violation is 422 Invalid with a FieldValueNotSupported cause, as the real server writes it', async () => {
+    const current = context.server.createBuild({ name: 's2', status: operatorStatus });
+    const answer = await call(context, 'PUT', statusPath('s2'), {
+      body: { ...current, status: { ...operatorStatus, stage: 'Bogus' } },
+    });
+    assertStatusBody(answer, {
+      kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure',
+      message: 'Build.spot.release.com "s2" is invalid: status.stage: Unsupported value: "Bogus": supported values: "Running", "Done", "Errored"',
+      reason: 'Invalid',
+      details: {
+        name: 's2', group: 'spot.release.com', kind: 'Build',
+        causes: [{ reason: 'FieldValueNotSupported', message: 'Unsupported value: "Bogus": supported values: "Running", "Done", "Errored"', field: 'status.stage' }],
+      },
+      code: 422,
+    });
+  });
+
+  test('required fields: status.stage, and both names of status.pod; several causes are bracketed', async () => {
+    const current = context.server.createBuild({ name: 's3', status: operatorStatus });
+    const noStage = await call(context, 'PUT', statusPath('s3'), { body: { ...current, status: { pod: operatorStatus.pod, phase: 'Done' } } });
+    assert.equal(noStage.status, 422);
+    assert.equal(asStatus(noStage).message, 'Build.spot.release.com "s3" is invalid: status.stage: Required value');
+    assert.deepEqual(asStatus(noStage).details?.causes, [{ reason: 'FieldValueRequired', message: 'Required value', field: 'status.stage' }]);
+    const halfPod = await call(context, 'PATCH', statusPath('s3'), { contentType: MERGE, body: { status: { stage: 'Nope', pod: { name: null } } } });
+    assert.equal(
+      asStatus(halfPod).message,
+      'Build.spot.release.com "s3" is invalid: [status.stage: Unsupported value: "Nope": supported values: "Running", "Done", "Errored", status.pod.name: Required value]',
+    );
+    assert.deepEqual(context.server.getBuild('default', 's3')?.status, operatorStatus, 'nothing stored');
+  });
+
+  test('create, update and patch of the main resource prune the spec and the root the same way', async () => {
+    const created = await call(context, 'POST', buildPath('default'), {
+      token: ADMIN_TOKEN,
+      body: { ...buildBody('s4'), extra: 1, metadata: { name: 's4', namespace: 'default', color: 'red' }, spec: { repo_url: 'https://git.example.com/a.git', image: { name: 'a', size: 2 }, bogus: true } },
+    });
+    assert.equal(created.status, 201, created.text);
+    assert.deepEqual(asBuild(created).spec, { repo_url: 'https://git.example.com/a.git', image: { name: 'a' } });
+    assert.equal((asBuild(created) as unknown as Record<string, unknown>).extra, undefined);
+    assert.equal(asBuild(created).metadata.color, undefined, 'ObjectMeta keeps only its own fields');
+    assert.deepEqual([created.headers.warning].flat().sort(), [
+      '299 - "unknown field \\"extra\\""',
+      '299 - "unknown field \\"metadata.color\\""',
+      '299 - "unknown field \\"spec.bogus\\""',
+      '299 - "unknown field \\"spec.image.size\\""',
+    ]);
+    const put = await call(context, 'PUT', buildPath('default', 's4'), { token: ADMIN_TOKEN, body: { ...asBuild(created), spec: { image: { tag: '1', registry: { url: 'r', insecure: true } } } } });
+    assert.deepEqual(asBuild(put).spec, { image: { tag: '1', registry: { url: 'r' } } });
+    const patched = await call(context, 'PATCH', buildPath('default', 's4'), { token: ADMIN_TOKEN, contentType: MERGE, body: { spec: { image: { repository_context: { dockerfile: 'D', path: '.', extra: 'x' } } } } });
+    assert.deepEqual(asBuild(patched).spec?.image?.repository_context, { dockerfile: 'D', path: '.' });
+    assert.equal(asBuild(patched).metadata.generation, 3, 'generation moved for each spec change');
+  });
+
+  test('fieldValidation=Strict refuses unknown fields with a 400; Ignore drops them without a warning', async () => {
+    context.server.createBuild({ name: 's5', status: operatorStatus });
+    const strict = await call(context, 'PATCH', `${statusPath('s5')}?fieldValidation=Strict`, { contentType: MERGE, body: { status: { phase: 'Done' } } });
+    assert.deepEqual([strict.status, asStatus(strict).reason], [400, 'BadRequest']);
+    assert.equal(asStatus(strict).message, 'Build in version "v1alpha1" cannot be handled as a Build: strict decoding error: unknown field "status.phase"');
+    const ignore = await call(context, 'PATCH', `${statusPath('s5')}?fieldValidation=Ignore`, { contentType: MERGE, body: { status: { phase: 'Done' } } });
+    assert.deepEqual([ignore.status, ignore.headers.warning], [200, undefined]);
+  });
+
+  test('the Table has the columns this CRD declares: Name and Stage, and no Age', async () => {
+    const table = (await call(context, 'GET', buildPath('default'), { accept: TABLE_ACCEPT })).json as TableBody;
+    assert.deepEqual(table.columnDefinitions?.map((c) => c.name), ['Name', 'Stage']);
+    assert.deepEqual(table.rows.find((r) => r.cells[0] === 's1')?.cells, ['s1', 'Done']);
+  });
+});
+
+describe('deploy/crd.yaml: x-kubernetes-preserve-unknown-fields keeps what it marks, and only that', { timeout: SUITE_TIMEOUT_MS }, () => {
+  const context = useServer();
+
+  test('unknown fields of status are kept, unknown fields of a condition are dropped with a warning', async () => {
+    context.server.createBuild({ name: 'c1' });
+    const answer = await call(context, 'PATCH', statusPath('c1'), {
+      contentType: MERGE,
+      body: { status: { phase: 'Running', attempt: 2, conditions: [{ type: 'Build', status: 'In Progress', observedGeneration: 1 }] } },
+    });
+    assert.equal(answer.status, 200, answer.text);
+    assert.deepEqual(asBuild(answer).status, { phase: 'Running', attempt: 2, conditions: [{ type: 'Build', status: 'In Progress' }] });
+    assert.deepEqual(answer.headers.warning, '299 - "unknown field \\"status.conditions[0].observedGeneration\\""');
+  });
+});
+
+// =============================================================================================
+// Faults for issue 12's failure semantics
+
+describe('faults: a Build replaced mid-run, a body over the size limit', { timeout: SUITE_TIMEOUT_MS }, () => {
+  const context = useServer();
+
+  test('replaceBuild: the Build is re-created under a new uid, so a PUT carrying the old uid is 409 and a plain patch lands on the new object', async () => {
+    const { server } = context;
+    const old = server.createBuild({ name: 'r1', spec: { image: { name: 'team/app' } }, labels: { a: 'b' }, status: { phase: 'Running' } });
+    const stream = await openWatch(context, `${buildPath('default')}?watch=1&resourceVersion=${old.metadata.resourceVersion}`);
+    try {
+      server.inject({ replaceBuild: true, path: statusPath('r1'), method: 'PUT' });
+      const put = await call(context, 'PUT', statusPath('r1'), { body: { ...old, status: { phase: 'Done' } } });
+      const replaced = server.getBuild('default', 'r1');
+      assert.notEqual(replaced?.metadata.uid, old.metadata.uid);
+      assert.deepEqual([replaced?.metadata.generation, replaced?.spec, replaced?.metadata.labels, replaced?.status], [1, old.spec, old.metadata.labels, undefined]);
+      assertStatusBody(put, {
+        kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure',
+        message: `Operation cannot be fulfilled on builds.spot.release.com "r1": Precondition failed: UID in precondition: ${old.metadata.uid}, UID in object meta: ${replaced?.metadata.uid}`,
+        reason: 'Conflict', details: { name: 'r1', group: 'spot.release.com', kind: 'builds' }, code: 409,
+      });
+      assert.equal(context.server.requests.at(-1)?.fault, 'replaceBuild');
+
+      server.inject({ replaceBuild: true, status: { phase: 'Running' }, path: statusPath('r1') });
+      const patch = await call(context, 'PATCH', statusPath('r1'), { contentType: MERGE, body: { status: { phase: 'Done' } } });
+      assert.equal(patch.status, 200, 'a patch without preconditions writes to whatever Build has the name now');
+      assert.notEqual(asBuild(patch).metadata.uid, replaced?.metadata.uid);
+      await waitFor(() => stream.frames.length === 5);
+      assert.deepEqual(summary(stream.frames), ['DELETED r1 Running', 'ADDED r1', 'DELETED r1', 'ADDED r1 Running', 'MODIFIED r1 Done']);
+    } finally {
+      await stream.close();
+    }
+  });
+
+  test('maxRequestBytes: a body over the lowered limit is 413 RequestEntityTooLarge; the 3 MiB default stands otherwise', async () => {
+    const { server } = context;
+    server.createBuild({ name: 'big' });
+    const body = { status: { phase: 'Running', conditions: [{ type: 'Build', status: 'In Progress', message: 'x'.repeat(200) }] } };
+    server.inject({ maxRequestBytes: 100, path: statusPath('big') });
+    const refused = await call(context, 'PATCH', statusPath('big'), { contentType: MERGE, body });
+    assertStatusBody(refused, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'Request entity too large: limit is 100', reason: 'RequestEntityTooLarge', code: 413 });
+    assert.deepEqual([server.requests.at(-1)?.fault, server.getBuild('default', 'big')?.status], ['maxRequestBytes', undefined]);
+    assert.equal((await call(context, 'PATCH', statusPath('big'), { contentType: MERGE, body })).status, 200, 'times defaults to 1');
+    const huge = { status: { phase: 'Running', conditions: [{ type: 'Build', status: 'In Progress', message: 'x'.repeat(3 * 1024 * 1024) }] } };
+    const overDefault = await call(context, 'PATCH', statusPath('big'), { contentType: MERGE, body: huge });
+    assert.deepEqual([overDefault.status, asStatus(overDefault).message], [413, 'Request entity too large: limit is 3145728']);
+  });
+});
+
+// =============================================================================================
+// Pure parts: CRD reading, durations, selectors
+
+describe('parseCrd', () => {
+  const crdOf = (versionFields: string, specFields = 'scope: Namespaced') => `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: things.example.com}
+spec:
+  group: example.com
+  ${specFields}
+  names: {plural: things, kind: Thing}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+${versionFields}`;
+  const schema = (body: string) => `      schema:\n        openAPIV3Schema:\n${body}`;
+
+  test('reads both CRDs of deploy/: names, columns, status subresource, schema', async () => {
+    const conditions = parseCrd(await readFile(CRD_FILES.conditions, 'utf8'), 'crd.yaml');
+    assert.deepEqual([conditions.group, conditions.version, conditions.kind, conditions.listKind, conditions.shortNames, conditions.statusSubresource], [
+      'spot.release.com', 'v1alpha1', 'Build', 'BuildList', ['bld'], true,
+    ]);
+    assert.deepEqual(conditions.columns.map((c) => `${c.name}=${c.jsonPath}`), ['Phase=.status.phase', 'Image=.status.image.url', 'Age=.metadata.creationTimestamp']);
+    assert.equal(conditions.schema.properties?.status?.preserveUnknownFields, true);
+    const spot = parseCrd(await readFile(CRD_FILES.spot, 'utf8'), 'spot-crd.yaml');
+    assert.deepEqual(spot.columns.map((c) => c.name), ['Stage']);
+    assert.deepEqual([spot.schema.properties?.status?.required, spot.schema.properties?.status?.properties?.stage?.enum], [['stage'], ['Running', 'Done', 'Errored']]);
+    assert.equal(spot.schema.properties?.status?.preserveUnknownFields, undefined);
+  });
+
+  test('a version without printer columns shows its Age, as the real server defaults them', () => {
+    const crd = parseCrd(crdOf(schema('          type: object')), 'x.yaml');
+    assert.deepEqual(crd.columns.map((c) => [c.name, c.type, c.jsonPath]), [['Age', 'date', '.metadata.creationTimestamp']]);
+    assert.deepEqual([crd.singular, crd.listKind, crd.statusSubresource], ['thing', 'ThingList', false]);
+  });
+
+  test('what the local server cannot serve faithfully is refused, naming the file and the field', () => {
+    const refusals: Array<[string, RegExp]> = [
+      [crdOf(schema('          type: object'), 'scope: Cluster'), /^x\.yaml: spec\.scope must be Namespaced/],
+      [crdOf(`${schema('          type: object')}\n    - name: v2\n      served: true`), /^x\.yaml: exactly one served version is supported, found 2$/],
+      [crdOf(schema('          type: object\n          properties:\n            spec: {type: object, default: {}}')), /^x\.yaml: openAPIV3Schema\.properties\.spec\.default is not implemented/],
+      [crdOf(`      additionalPrinterColumns:\n        - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}\n${schema('          type: object')}`), /is not a simple JSONPath/],
+      ['kind: [', /^x\.yaml: not YAML/],
+      ['kind: Pod', /^x\.yaml: not an apiextensions\.k8s\.io\/v1 CustomResourceDefinition$/],
+    ];
+    for (const [manifest, expected] of refusals) assert.throws(() => parseCrd(manifest, 'x.yaml'), (e: unknown) => e instanceof CrdError && expected.test(e.message));
+  });
+});
+
+describe('durations and selectors', () => {
+  const s = 1000;
+  const m = 60 * s;
+  const h = 60 * m;
+  const d = 24 * h;
+
+  test('humanDuration (built-in printers) and shortHumanDuration (CRD date columns) round as apimachinery does', () => {
+    const human: Array<[number, string]> = [
+      [-3 * s, '<invalid>'], [-1.5 * s, '0s'], [0, '0s'], [119 * s, '119s'], [2 * m, '2m'], [150 * s, '2m30s'], [10 * m + 30 * s, '10m'],
+      [3 * h, '3h'], [3 * h + 30 * m, '3h30m'], [8 * h + 30 * m, '8h'], [47 * h, '47h'], [49 * h, '2d1h'], [8 * d, '8d'], [800 * d, '2y70d'], [9 * 365 * d, '9y'],
+    ];
+    for (const [ms, text] of human) assert.equal(humanDuration(ms), text, `humanDuration(${ms})`);
+    const short: Array<[number, string]> = [[59 * s, '59s'], [60 * s, '1m'], [59 * m, '59m'], [60 * m, '1h'], [25 * h, '1d'], [400 * d, '1y']];
+    for (const [ms, text] of short) assert.equal(shortHumanDuration(ms), text, `shortHumanDuration(${ms})`);
+  });
+
+  test('field selectors: =, ==, !=, backslash escapes; an unknown field or a term without operator is refused', () => {
+    const supported = new Set(['a', 'b']);
+    const select = (selector: string) => fieldSelector(selector, supported);
+    assert.equal(select('a=x\\,y,b!=z')({ a: 'x,y', b: 'w' }), true);
+    assert.equal(select('a==x')({ a: 'y' }), false);
+    assert.equal(select('')({}), true);
+    assert.throws(() => select('c=1'), /field label not supported: c/);
+    assert.throws(() => select('a'), /can't understand 'a'/);
+  });
+
+  test('label selectors: a missing label matches != and notin, not = or in', () => {
+    assert.equal(labelSelector('app!=web')({}), true);
+    assert.equal(labelSelector('app notin (web)')({}), true);
+    assert.equal(labelSelector('app=web')({}), false);
+    assert.equal(labelSelector('app in (web, api),!debug')({ app: 'api' }), true);
+    assert.throws(() => labelSelector('app=web=x'), /unable to parse requirement/);
+  });
+});
+
+// =============================================================================================
+// `npm run apiserver` under real signals
+
+describe('npm run apiserver', { timeout: 60_000 }, () => {
+  const root = new URL('..', import.meta.url).pathname;
+
+  interface Running {
+    child: ReturnType<typeof spawn>;
+    exports: Record<string, string>;
+    stderr(): string;
+    exited: Promise<number | null>;
+  }
+
+  /** Starts `npm run -s apiserver -- ARGS` and waits for its exports (KUBECONFIG is the last). */
+  async function start(args: string[], detached = false): Promise<Running> {
+    const child = spawn('npm', ['run', '-s', 'apiserver', '--', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await waitFor(() => stdout.includes('export KUBECONFIG=') || child.exitCode !== null, 30_000);
+    const exports = Object.fromEntries([...stdout.matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1] ?? '', m[2] ?? '']));
+    return { child, exports, stderr: () => stderr, exited };
+  }
+
+  /** The server's temp dir: the folder holding the kubeconfig. */
+  const dirOf = (running: Running) => join(running.exports.KUBECONFIG ?? '', '..');
+
+  test('SIGTERM to the npm process stops the server and removes its temp dir, token, CA and kubeconfig', async () => {
+    const running = await start([]);
+    const dir = dirOf(running);
+    assert.equal(running.exports.BUILD_REFERENCE, 'default/sample-build');
+    assert.equal(running.exports.SPOT_SERVICEACCOUNT_DIR, join(dir, 'serviceaccount'));
+    const kubeconfig = await readFile(running.exports.KUBECONFIG ?? '', 'utf8');
+    assert.match(kubeconfig, new RegExp(`server: https://127\\.0\\.0\\.1:${running.exports.KUBERNETES_SERVICE_PORT}\\n`));
+    assert.match(kubeconfig, /certificate-authority-data: \S+\n/);
+    assert.match(kubeconfig, /token: test-token-admin-[0-9a-f]{32}\n/);
+    assert.deepEqual((await readdir(join(dir, 'serviceaccount'))).sort(), ['ca.crt', 'namespace', 'token']);
+    running.child.kill('SIGTERM'); // npm's pid: npm forwards the signal to the script, which is node itself (exec)
+    await running.exited;
+    await waitFor(() => !existsSync(dir), 5_000);
+    assert.match(running.stderr(), /# stopping \(SIGTERM\)/);
+  });
+
+  test('Ctrl-C (SIGINT to the whole process group) with --crd spot: the Spot sample, then a clean stop', async () => {
+    const running = await start(['--crd', 'spot'], true);
+    const dir = dirOf(running);
+    assert.deepEqual([running.exports.BUILD_REFERENCE, existsSync(dir)], ['workspace-a/sample-build', true]);
+    assert.equal((await readFile(join(dir, 'serviceaccount', 'namespace'), 'utf8')), 'spot-system', 'the builder pod runs in spot-system');
+    process.kill(-(running.child.pid ?? 0), 'SIGINT');
+    assert.equal(await running.exited, 0);
+    await waitFor(() => !existsSync(dir), 5_000);
+  });
+
+  test('npm killed outright (SIGKILL): the orphaned server notices and still removes its temp dir', async () => {
+    const running = await start([]);
+    const dir = dirOf(running);
+    running.child.kill('SIGKILL');
+    await waitFor(() => !existsSync(dir), 5_000);
+  });
+
+  test('a --crd that is neither a name nor a readable CRD is a usage error (exit 2), one line, nothing started', async () => {
+    const running = await start(['--crd', 'nope']);
+    assert.equal(await running.exited, 2);
+    assert.deepEqual(running.exports, {});
+    assert.match(running.stderr(), /^apiserver: --crd nope: ENOENT: no such file or directory, open 'nope' \(see --help\)\n$/);
   });
 });

@@ -72,13 +72,13 @@ describe('usage errors: exit 2, one line on stderr, nothing sent', { concurrency
     {
       name: 'a bad --build',
       args: ['--build', 'default/Build_1', '--step', 'A=true'],
-      message: /^spot-run: invalid Build name "Build_1": must consist of lower case alphanumeric characters.* \(see spot-run --help\)$/,
+      message: /^spot-run: --build must be \[NAMESPACE\/\]NAME, got "default\/Build_1": invalid Build name "Build_1": must consist of lower case alphanumeric characters.* \(see spot-run --help\)$/,
     },
     {
       name: 'a bad --step',
       args: ['--step', 'make image'],
       env: inCluster,
-      message: /^spot-run: --step "make image" must look like "TYPE=COMMAND", e\.g\. "Building Image=make image" \(see spot-run --help\)$/,
+      message: /^spot-run: --step must be "TYPE=COMMAND", e\.g\. "Building Image=make image", got "make image" \(see spot-run --help\)$/,
     },
     { name: 'no steps', args: [], env: inCluster, message: /^spot-run: no steps: pass --step "TYPE=COMMAND" or --tasks FILE \(see spot-run --help\)$/ },
     {
@@ -88,7 +88,7 @@ describe('usage errors: exit 2, one line on stderr, nothing sent', { concurrency
       message: /^spot-run: duplicate step type "Building Image": each step is its own condition and needs its own type \(see spot-run --help\)$/,
     },
     { name: 'a bad --log-format', args: ['--log-format', 'yaml', '--step', 'A=true'], env: inCluster, message: /^spot-run: --log-format must be text or json, got "yaml" \(see spot-run --help\)$/ },
-    { name: 'a bad --log-level', args: ['--log-level', 'trace', '--step', 'A=true'], env: inCluster, message: /^spot-run: --log-level must be debug, info, warn or error \(see spot-run --help\)$/ },
+    { name: 'a bad --log-level', args: ['--log-level', 'trace', '--step', 'A=true'], env: inCluster, message: /^spot-run: --log-level must be debug, info, warn or error, got "trace" \(see spot-run --help\)$/ },
     { name: 'a bad --grace', args: ['--grace', '0', '--step', 'A=true'], env: inCluster, message: /^spot-run: --grace must be a positive number of seconds, got "0" \(see spot-run --help\)$/ },
     {
       name: 'a --tasks file that is not JSON',
@@ -126,7 +126,7 @@ describe('usage errors: exit 2, one line on stderr, nothing sent', { concurrency
     {
       name: 'not in a cluster and no --server (a configuration error)',
       args: ['--build', 'default/b1', '--step', 'A=true'],
-      message: /^spot-run: unable to load in-cluster configuration, KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must be defined/,
+      message: /^spot-run: not in a Kubernetes pod: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not set; outside a cluster pass --server URL/,
     },
     {
       name: 'plain http to a remote --server',

@@ -13,27 +13,7 @@ import type { RunOutcome } from '../lib/runner.js';
 import type { Build } from '../lib/types.js';
 import { classifyReportFailure, CommandFailure, ExitCodes, outcomeExitCode } from '../scripts/spot-run/exit-codes.js';
 import { parseOptions, parseStepFlag, planRun, type Options } from '../scripts/spot-run/options.js';
-
-const ENV = { BUILD_REFERENCE: 'default/b1' };
-
-/** The usage error `fn` throws: exit 2, its message ending with the pointer to --help. */
-function usage(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof CommandFailure, `not a CommandFailure: ${String(err)}`);
-    assert.equal(err.exitCode, ExitCodes.Usage);
-    assert.ok(err.message.endsWith(' (see spot-run --help)'), err.message);
-    return err.message.slice(0, -' (see spot-run --help)'.length);
-  }
-  assert.fail('no usage error');
-}
-
-function options(argv: string[], env: Record<string, string | undefined> = ENV): Options {
-  const command = parseOptions(argv, env);
-  assert.equal(command.action, 'run');
-  return (command as { options: Options }).options;
-}
+import { ENV, options, usage } from './support/options.js';
 
 describe('parseOptions', () => {
   test('--help and --version win over everything else, even a missing Build', () => {
@@ -67,7 +47,7 @@ describe('parseOptions', () => {
     ['an unknown flag', ['--bogus'], ENV, /^Unknown option '--bogus'/],
     ['a positional argument', ['make'], ENV, /^Unexpected argument 'make'/],
     ['a bad --log-format', ['--log-format', 'yaml'], ENV, /^--log-format must be text or json, got "yaml"$/],
-    ['a bad --log-level', ['--log-level', 'trace'], ENV, /^--log-level must be debug, info, warn or error$/],
+    ['a bad --log-level', ['--log-level', 'trace'], ENV, /^--log-level must be debug, info, warn or error, got "trace"$/],
     ['--grace 0', ['--grace', '0'], ENV, /^--grace must be a positive number of seconds, got "0"$/],
     ['--api-timeout that is not a number', ['--api-timeout', 'soon'], ENV, /^--api-timeout must be a positive number of seconds, got "soon"$/],
     ['--api-deadline Infinity', ['--api-deadline', 'Infinity'], ENV, /^--api-deadline must be a positive number of seconds, got "Infinity"$/],
@@ -75,8 +55,8 @@ describe('parseOptions', () => {
     ['no Build', ['--step', 'A=true'], {}, /^no Build given: pass --build NAMESPACE\/NAME or set BUILD_REFERENCE$/],
     ['an empty BUILD_REFERENCE', ['--step', 'A=true'], { BUILD_REFERENCE: '' }, /^no Build given/],
     ['a bad BUILD_REFERENCE, said to come from there', ['--step', 'A=true'], { BUILD_REFERENCE: 'b1' }, /^invalid Build reference "b1": .* \(from BUILD_REFERENCE\)$/],
-    ['a bad --build', ['--build', 'default/B1', '--step', 'A=true'], {}, /^invalid Build name "B1": must consist of lower case[^(]*$/],
-    ['a bad --step', ['--step', 'make image'], ENV, /^--step "make image" must look like "TYPE=COMMAND"/],
+    ['a bad --build', ['--build', 'default/B1', '--step', 'A=true'], {}, /^--build must be \[NAMESPACE\/\]NAME, got "default\/B1": invalid Build name "B1": must consist of lower case[^(]*$/],
+    ['a bad --step', ['--step', 'make image'], ENV, /^--step must be "TYPE=COMMAND", .*, got "make image"$/],
   ];
   for (const [name, argv, env, message] of refusals) {
     test(`refuses ${name}`, () => assert.match(usage(() => parseOptions(argv, env)), message));
@@ -86,7 +66,7 @@ describe('parseOptions', () => {
 describe('parseStepFlag (--step)', () => {
   for (const flag of ['make image', '=make image', 'Building Image=', 'Building Image=   ', ' =x', '']) {
     test(`refuses ${JSON.stringify(flag)}`, () => {
-      assert.equal(usage(() => parseStepFlag(flag)), `--step ${JSON.stringify(flag)} must look like "TYPE=COMMAND", e.g. "Building Image=make image"`);
+      assert.equal(usage(() => parseStepFlag(flag)), `--step must be "TYPE=COMMAND", e.g. "Building Image=make image", got ${JSON.stringify(flag)}`);
     });
   }
 

@@ -1,19 +1,25 @@
 /**
  * `npm run apiserver`: the local Kubernetes API stand-in (scripts/apiserver/server.ts) by hand, to
- * point a real spot-run at without a cluster. The environment to export goes to stdout (so
- * `npm run -s apiserver > env.sh` captures just that); the banner and one line per request go to
- * stderr. SIGINT/SIGTERM stop the server, remove its temp dir and exit 0.
+ * point a real spot-run and kubectl at without a cluster. The environment to export goes to stdout
+ * (so `npm run -s apiserver > env.sh` captures just that); the banner and one line per request go
+ * to stderr. SIGINT, SIGTERM or SIGHUP, or the parent (npm) going away, stop the server and remove
+ * its temp dir (token, CA, kubeconfig), then exit 0.
  */
 import { parseArgs } from 'node:util';
 
-import { startApiServer, type ApiServer, type FaultRule, type RequestLogEntry } from './server.js';
+import { sampleBuild } from './samples.js';
+import { CRD_FILES, loadCrd, startApiServer, type ApiServer, type FaultRule, type RequestLogEntry } from './server.js';
 
 const USAGE = `Usage: npm run apiserver -- [options]
 
-Starts a local stand-in for the Kubernetes API (HTTPS with a throwaway CA), seeds the Build
-default/sample-build and prints the environment spot-run needs. Ctrl-C stops it.
+Starts a local stand-in for the Kubernetes API (HTTPS with a throwaway CA), seeds the sample
+Build of deploy/ and prints the environment spot-run and kubectl need. Ctrl-C stops it and
+removes its temp folder (token, CA, kubeconfig).
 
 Options:
+  --crd NAME|PATH  the Build CRD to serve: conditions (deploy/crd.yaml, the default), spot
+                   (deploy/spot-crd.yaml: status.stage, no conditions, unknown fields pruned),
+                   or the path of a CRD manifest
   --port N         port to listen on (default: a random free port)
   --host ADDR      127.0.0.1 (default) or ::1
   --latency MS     delay every request by MS milliseconds
@@ -27,6 +33,7 @@ const HOSTS = ['127.0.0.1', '::1'] as const;
 type Host = (typeof HOSTS)[number];
 
 interface Flags {
+  crd: string;
   port: number;
   host: Host;
   latency: number;
@@ -66,6 +73,7 @@ function parseFlags(args: string[]): Flags | 'help' {
       strict: true,
       allowPositionals: false,
       options: {
+        crd: { type: 'string' },
         port: { type: 'string' },
         host: { type: 'string' },
         latency: { type: 'string' },
@@ -78,7 +86,9 @@ function parseFlags(args: string[]): Flags | 'help' {
     throw new UsageError((error as Error).message);
   }
   if (values.help) return 'help';
+  if (values.crd === '') throw new UsageError(`--crd must be ${Object.keys(CRD_FILES).join(', ')} or a path, got ""`);
   return {
+    crd: values.crd ?? 'conditions',
     port: integerFlag('port', values.port, 0, 65535),
     host: hostFlag(values.host),
     latency: integerFlag('latency', values.latency, 0, 600_000),
@@ -128,48 +138,48 @@ function logLine(entry: RequestLogEntry): void {
   process.stderr.write(`${entry.method} ${entry.path}${query} ${entry.status || '-'}${fault}\n`);
 }
 
-async function start(flags: Flags): Promise<ApiServer> {
-  const server = await startApiServer({ host: flags.host, port: flags.port, onRequest: logLine });
-  // Same Build as deploy/sample-build.yaml.
-  server.createBuild({
-    namespace: 'default',
-    name: 'sample-build',
-    labels: { 'app.kubernetes.io/name': 'spot-runtime' },
-    spec: { image: { name: 'team/app', tag: '1.0.0', registry: { url: 'registry.example.com' } } },
-  });
+/** Starts the server with the sample Build seeded; returns it and the Build's reference. */
+async function start(flags: Flags): Promise<{ server: ApiServer; reference: string }> {
+  // Read the CRD first: a bad --crd is a usage error, before anything is written to /tmp.
+  let sample;
+  try {
+    sample = await sampleBuild(await loadCrd(flags.crd));
+  } catch (error) {
+    throw new UsageError(`--crd ${flags.crd}: ${(error as Error).message}`);
+  }
+  const server = await startApiServer({ host: flags.host, port: flags.port, onRequest: logLine, crd: flags.crd, namespace: sample.podNamespace });
+  server.createBuild(sample.build);
   if (flags.latency > 0) server.inject({ latency: flags.latency, times: Infinity });
   if (flags.failRate > 0) for (const rule of randomFailures(flags.failRate, flags.seed)) server.inject(rule);
-  return server;
+  return { server, reference: `${sample.build.namespace}/${sample.build.name}` };
 }
 
-function announce(server: ApiServer, flags: Flags): void {
-  const env = { ...server.env(), BUILD_REFERENCE: 'default/sample-build' };
+function announce(server: ApiServer, reference: string, flags: Flags): void {
+  const env = { ...server.env(), BUILD_REFERENCE: reference, KUBECONFIG: server.kubeconfigPath };
   for (const [name, value] of Object.entries(env)) process.stdout.write(`export ${name}=${shellQuote(value)}\n`);
   const extras = [
+    `CRD ${flags.crd}`,
     flags.latency > 0 && `latency ${flags.latency} ms`,
     flags.failRate > 0 && `fail rate ${flags.failRate} (seed ${flags.seed})`,
   ].filter(Boolean);
-  process.stderr.write(`# local API server on ${server.url}${extras.length ? `, ${extras.join(', ')}` : ''}; Ctrl-C to stop\n`);
+  process.stderr.write(`# local API server on ${server.url}, ${extras.join(', ')}; Build ${reference}; Ctrl-C to stop\n`);
 }
 
-async function main(): Promise<void> {
-  let flags: Flags | 'help';
-  try {
-    flags = parseFlags(process.argv.slice(2));
-  } catch (error) {
-    if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`apiserver: ${error.message} (see --help)\n`);
-    process.exitCode = 2;
-    return;
-  }
-  if (flags === 'help') {
-    process.stdout.write(USAGE);
-    return;
-  }
-  const server = await start(flags);
-  announce(server, flags);
-  const shutdown = () => {
-    process.stderr.write('# stopping\n');
+/**
+ * Stops on SIGINT, SIGTERM or SIGHUP, and when the parent goes away (npm killed outright leaves
+ * this process to init): in every case the temp dir with the token and CA is removed. A signal
+ * that arrives while the server is starting stops it as soon as it has started.
+ */
+function stopOnSignals(): { started(server: ApiServer): void } {
+  let server: ApiServer | undefined;
+  let stopping = false;
+  const parent = process.ppid;
+  const stop = (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(orphanCheck);
+    process.stderr.write(`# stopping (${why})\n`);
+    if (!server) return; // started() finishes the job
     server.stop().then(
       () => (process.exitCode = 0),
       (error: unknown) => {
@@ -178,11 +188,45 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.once('SIGINT', shutdown);
-  process.once('SIGTERM', shutdown);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => stop(signal));
+  // Unreferenced: the server keeps the process alive, not this check.
+  const orphanCheck = setInterval(() => process.ppid !== parent && stop('parent process gone'), 500).unref();
+  return {
+    started(started) {
+      server = started;
+      if (stopping) {
+        stopping = false;
+        stop('signal during start');
+      }
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let flags: Flags | 'help';
+  try {
+    flags = parseFlags(process.argv.slice(2));
+  } catch (error) {
+    return usageError(error);
+  }
+  if (flags === 'help') {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const lifecycle = stopOnSignals();
+  const { server, reference } = await start(flags);
+  announce(server, reference, flags);
+  lifecycle.started(server);
+}
+
+function usageError(error: unknown): void {
+  if (!(error instanceof UsageError)) throw error;
+  process.stderr.write(`apiserver: ${error.message} (see --help)\n`);
+  process.exitCode = 2;
 }
 
 main().catch((error: unknown) => {
+  if (error instanceof UsageError) return usageError(error);
   process.stderr.write(`apiserver: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exitCode = 1;
 });

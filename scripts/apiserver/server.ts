@@ -1,49 +1,46 @@
 /**
- * A local stand-in for the slice of the Kubernetes API that spot-runtime uses: the Build custom
- * resource (main resource and `/status`) and core/v1 Events, over real HTTPS with a throwaway CA,
- * bearer tokens from a service-account folder, RBAC-style permissions and fault injection.
+ * A local stand-in for the slice of the Kubernetes API that spot-runtime and a person with kubectl
+ * use: a custom resource loaded from a CRD manifest (Builds: main resource and `/status`) and
+ * core/v1 Events, over real HTTPS with a throwaway CA, bearer tokens from a service-account
+ * folder, RBAC-style permissions, discovery, Table output, watch streams and fault injection.
  *
- * This module is the HTTP side: TLS, the service-account folder, authentication, the request log,
- * faults and outages. What kube-apiserver answers (Status bodies, validation, resourceVersion,
- * patches) is decided in registry.ts, after /work/shared/reference/kubernetes-api.md. Tests
- * import this module, and `npm run apiserver` runs it by hand.
+ * This module is the HTTP side: TLS, the service-account folder and kubeconfig, authentication,
+ * content negotiation, watch streaming, the request log, faults and outages. What kube-apiserver
+ * answers (Status bodies, validation, resourceVersion, patches, tables, discovery) is decided in
+ * registry.ts and its neighbours, after shared/reference/kubernetes-api.md. Tests import this
+ * module, and `npm run apiserver` runs it by hand.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { stringify as toYaml } from 'yaml';
 
-import {
-  BUILD_API_VERSION,
-  BUILD_KIND,
-  type Build,
-  type BuildSpec,
-  type BuildStatus,
-  type CoreEvent,
-  type ObjectMeta,
-  type Status,
-} from '../../lib/types.js';
+import type { Build, BuildSpec, BuildStatus, CoreEvent, ObjectMeta, Status } from '../../lib/types.js';
 import { createCertificateAuthority, sharedServerCertificates, type ServerPems } from './certs.js';
-import { deepCopy } from './json-patch.js';
+import { discoveryDocument } from './discovery.js';
+import { deepCopy, type JsonObject } from './json-patch.js';
 import {
   allows,
-  ApiError,
-  details,
-  fail,
-  failure,
   forbidden,
   MAX_BODY_BYTES,
-  parseRoute,
   Registry,
   ROUTE_NOT_FOUND,
   UNAUTHORIZED,
   type KubeObject,
   type PermissionRule,
+  type Route,
+  type Watch,
+  type WatchEvent,
 } from './registry.js';
+import { parseCrd, type CustomResourceDefinition } from './schema.js';
+import { details, fail, failure, StatusError } from './status.js';
+import { negotiate, tableOptions, toTable, type Representation, type TableOptions } from './table.js';
 
 export type { PermissionRule, ResourceName, Verb } from './registry.js';
 
@@ -64,11 +61,17 @@ export const DEPLOY_ROLE_RULES: readonly PermissionRule[] = [
   { verbs: ['create', 'patch'], resources: ['events'] },
 ];
 
-/** The default identity's rules: a build pod's needs, plus create/list on builds and get/list on events so tests and the script can seed and look. */
+/** The CRD manifests in deploy/ by short name: `--crd conditions` (the default) or `--crd spot`. */
+export const CRD_FILES = {
+  conditions: fileURLToPath(new URL('../../deploy/crd.yaml', import.meta.url)),
+  spot: fileURLToPath(new URL('../../deploy/spot-crd.yaml', import.meta.url)),
+} as const;
+
+/** The default identity's rules: a build pod's needs, plus create/list/watch on builds and get/list/watch on events so tests and the script can seed and look. */
 export const BUILD_POD_RULES: readonly PermissionRule[] = [
-  { verbs: ['get', 'list', 'create'], resources: ['builds'] },
+  { verbs: ['get', 'list', 'watch', 'create'], resources: ['builds'] },
   { verbs: ['get', 'update', 'patch'], resources: ['builds/status'] },
-  { verbs: ['create', 'patch', 'get', 'list'], resources: ['events'] },
+  { verbs: ['create', 'patch', 'get', 'list', 'watch'], resources: ['events'] },
 ];
 
 /** Which requests a fault applies to. Every field narrows; none set means every request. */
@@ -103,6 +106,17 @@ export type FaultAction =
    * the operator would between a client's read and its write), bumping resourceVersion. Then go on.
    */
   | { concurrentWrite: (status: BuildStatus) => void }
+  /**
+   * Before the request is handled, the addressed Build is deleted and created again under the
+   * same name (a new uid, the same spec and labels, `status` or none), as an operator or a person
+   * re-applying it would while a build runs. Then go on.
+   */
+  | { replaceBuild: true; status?: BuildStatus }
+  /**
+   * Read this request's body under a lower size limit than kube-apiserver's 3 MiB
+   * (--max-request-bytes): a body over it is answered 413 RequestEntityTooLarge. Then go on.
+   */
+  | { maxRequestBytes: number }
   | { html: true; status?: number }
   | { body: string | Buffer; status?: number; contentType?: string };
 
@@ -155,6 +169,8 @@ export interface ApiServerOptions {
   serviceAccount?: string;
   /** Called once per logged request, e.g. to print it. */
   onRequest?: (entry: RequestLogEntry) => void;
+  /** The CRD manifest that defines the custom resource: a path, or a name of CRD_FILES (default 'conditions'). */
+  crd?: string;
 }
 
 export interface NewBuild {
@@ -179,6 +195,13 @@ export interface ApiServer {
   readonly caPem: string;
   /** The token currently in the service-account folder. */
   readonly token: string;
+  /**
+   * A kubeconfig for kubectl: this server, its CA and an admin token (user `kubernetes-admin`,
+   * every verb everywhere, like a kind cluster's). Removed with the temp dir.
+   */
+  readonly kubeconfigPath: string;
+  /** The custom resource's CRD as loaded. */
+  readonly crd: CustomResourceDefinition;
   /** Every logged request, oldest first. */
   readonly requests: readonly RequestLogEntry[];
 
@@ -208,15 +231,24 @@ export interface ApiServer {
   createBuild(build: NewBuild): Build;
   getBuild(namespace: string, name: string): Build | undefined;
   setBuildStatus(namespace: string, name: string, status: BuildStatus | undefined): Build;
+  /** Deletes the Build and creates it again under the same name: a new uid, the same spec and labels, `status` or none. */
+  replaceBuild(namespace: string, name: string, status?: BuildStatus): Build;
   deleteBuild(namespace: string, name: string): boolean;
   events(namespace?: string): StoredEvent[];
 }
 
+/** Reads and parses a CRD manifest: a path or a name of CRD_FILES. Throws CrdError or the read error. */
+export async function loadCrd(crd: string = 'conditions'): Promise<CustomResourceDefinition> {
+  const path = Object.hasOwn(CRD_FILES, crd) ? CRD_FILES[crd as keyof typeof CRD_FILES] : crd;
+  return parseCrd(await readFile(path, 'utf8'), path);
+}
+
 export async function startApiServer(options: ApiServerOptions = {}): Promise<ApiServer> {
+  const crd = await loadCrd(options.crd);
   const ownsDir = options.dir === undefined;
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'spot-apiserver-')));
   try {
-    const server = new LocalApiServer(options, dir, ownsDir, await sharedServerCertificates());
+    const server = new LocalApiServer(options, crd, dir, ownsDir, await sharedServerCertificates());
     await server.start(options.port ?? 0);
     return server;
   } catch (error) {
@@ -232,7 +264,7 @@ interface Reply {
   status: number;
   contentType: string;
   body: string | Buffer;
-  headers?: Record<string, string>;
+  headers?: Record<string, string | string[]>;
 }
 
 function jsonReply(status: number, value: unknown): Reply {
@@ -247,26 +279,44 @@ function statusReply(status: Status): Reply {
   return reply;
 }
 
+/** A Warning header value (RFC 7234): code 299, no agent, the text quoted, as kube-apiserver sends it. */
+const warningHeader = (text: string) => `299 - ${JSON.stringify(text)}`;
+
 interface RequestBody {
   bytes: number;
-  /** Undefined when the body was over MAX_BODY_BYTES (it is read and dropped, then refused). */
+  /** Undefined when the body was over `limit` (it is read and dropped, then refused). */
   data: Buffer | undefined;
+  limit: number;
 }
 
-async function readBody(request: IncomingMessage): Promise<RequestBody> {
+async function readBody(request: IncomingMessage, limit: number): Promise<RequestBody> {
   const chunks: Buffer[] = [];
   let bytes = 0;
   for await (const chunk of request as AsyncIterable<Buffer>) {
     bytes += chunk.length;
-    if (bytes <= MAX_BODY_BYTES) chunks.push(chunk);
+    if (bytes <= limit) chunks.push(chunk);
   }
-  return { bytes, data: bytes <= MAX_BODY_BYTES ? Buffer.concat(chunks) : undefined };
+  return { bytes, data: bytes <= limit ? Buffer.concat(chunks) : undefined, limit };
+}
+
+/** A watch stream to write, instead of a reply. */
+interface WatchReply {
+  watch: Watch;
+  representation: Representation;
+  query: URLSearchParams;
+}
+
+/** Faults that let the request go on. */
+type PassThroughFault = Extract<FaultRule, { latency: number } | { concurrentWrite: unknown } | { replaceBuild: true } | { maxRequestBytes: number }>;
+
+function isPassThrough(rule: FaultRule): rule is PassThroughFault {
+  return 'latency' in rule || 'concurrentWrite' in rule || 'replaceBuild' in rule || 'maxRequestBytes' in rule;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Faults
 
-type TerminalFault = Exclude<FaultRule, { latency: number } | { concurrentWrite: unknown }>;
+type TerminalFault = Exclude<FaultRule, PassThroughFault>;
 
 interface ActiveFault {
   rule: FaultRule;
@@ -277,6 +327,8 @@ interface ActiveFault {
 function faultLabel(rule: FaultRule): string {
   if ('latency' in rule) return 'latency';
   if ('concurrentWrite' in rule) return 'concurrentWrite';
+  if ('replaceBuild' in rule) return 'replaceBuild';
+  if ('maxRequestBytes' in rule) return 'maxRequestBytes';
   if ('reset' in rule) return rule.reset === 'after-write' ? 'reset-after-write' : 'reset';
   if ('hang' in rule) return 'hang';
   if ('html' in rule) return 'html';
@@ -330,10 +382,13 @@ function asBuild(object: KubeObject): Build {
   return deepCopy(object) as unknown as Build;
 }
 
+/** The user a kubeconfig from this server acts as, with every permission (a kind cluster's admin). */
+const ADMIN: Identity = { user: 'kubernetes-admin', rules: [{ verbs: '*', resources: '*' }] };
+
 // =============================================================================================
 // The server
 
-const newToken = () => `test-token-${randomBytes(16).toString('hex')}`;
+const newToken = (kind = 'test-token') => `${kind}-${randomBytes(16).toString('hex')}`;
 
 /** Write then rename, so a reader sees the old file or the new one, never half of one. */
 async function writeFileAtomic(path: string, content: string): Promise<void> {
@@ -348,8 +403,10 @@ class LocalApiServer implements ApiServer {
   readonly namespace: string;
   readonly serviceAccountDir: string;
   readonly caPem: string;
+  readonly kubeconfigPath: string;
   private readonly server: Server;
-  private readonly registry = new Registry();
+  private readonly registry: Registry;
+  private readonly adminToken = newToken('test-token-admin');
   private readonly identities = new Map<string, Identity>();
   private readonly faults: ActiveFault[] = [];
   private readonly sockets = new Set<Socket>();
@@ -362,10 +419,13 @@ class LocalApiServer implements ApiServer {
 
   constructor(
     options: ApiServerOptions,
+    readonly crd: CustomResourceDefinition,
     readonly dir: string,
     ownsDir: boolean,
     certificates: ServerPems,
   ) {
+    this.registry = new Registry(crd);
+    this.kubeconfigPath = join(dir, 'kubeconfig');
     this.host = options.host ?? '127.0.0.1';
     this.namespace = options.namespace ?? 'default';
     this.serviceAccountDir = join(dir, 'serviceaccount');
@@ -374,6 +434,7 @@ class LocalApiServer implements ApiServer {
     this.removeDirOnStop = ownsDir && !options.keepDir;
     const serviceAccount = options.serviceAccount ?? 'spot-builder';
     this.identities.set(this.currentToken, { user: `system:serviceaccount:${this.namespace}:${serviceAccount}` });
+    this.identities.set(this.adminToken, ADMIN);
     this.server = createServer({ key: certificates.keyPem, cert: certificates.certPem }, (req, res) => {
       // Failing while answering leaves nothing to answer with: drop the connection, keep serving.
       this.handle(req, res).catch(() => req.socket.destroy());
@@ -394,6 +455,20 @@ class LocalApiServer implements ApiServer {
     ]);
     await this.listen(port);
     this.boundPort = (this.server.address() as AddressInfo).port;
+    await writeFile(this.kubeconfigPath, this.kubeconfig(), { mode: 0o600 });
+  }
+
+  /** A kubeconfig naming this server, trusting its CA, authenticating as the admin. */
+  private kubeconfig(): string {
+    const name = 'spot-local';
+    return toYaml({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name, cluster: { server: this.url, 'certificate-authority-data': Buffer.from(this.caPem).toString('base64') } }],
+      users: [{ name: ADMIN.user, user: { token: this.adminToken } }],
+      contexts: [{ name, context: { cluster: name, user: ADMIN.user, namespace: this.namespace } }],
+      'current-context': name,
+    });
   }
 
   get port(): number {
@@ -500,7 +575,7 @@ class LocalApiServer implements ApiServer {
   createBuild(build: NewBuild): Build {
     const metadata: ObjectMeta = { name: build.name, namespace: build.namespace ?? this.namespace };
     if (build.labels) metadata.labels = { ...build.labels };
-    const object: KubeObject = { apiVersion: BUILD_API_VERSION, kind: BUILD_KIND, metadata };
+    const object: KubeObject = { apiVersion: this.registry.custom.apiVersion, kind: this.registry.custom.kind, metadata };
     if (build.spec !== undefined) object.spec = deepCopy(build.spec);
     if (build.status !== undefined) object.status = deepCopy(build.status);
     return asBuild(this.registry.seedBuild(object));
@@ -513,6 +588,10 @@ class LocalApiServer implements ApiServer {
 
   setBuildStatus(namespace: string, name: string, status: BuildStatus | undefined): Build {
     return asBuild(this.registry.writeStatus(namespace, name, status));
+  }
+
+  replaceBuild(namespace: string, name: string, status?: BuildStatus): Build {
+    return asBuild(this.registry.replaceBuild(namespace, name, status));
   }
 
   deleteBuild(namespace: string, name: string): boolean {
@@ -529,6 +608,32 @@ class LocalApiServer implements ApiServer {
   private record(entry: RequestLogEntry): void {
     this.requests.push(entry);
     this.onRequest?.(entry);
+  }
+
+  /** A watch stream: newline-delimited `{"type":…,"object":…}` frames until the client leaves, timeoutSeconds pass or the server stops. */
+  private stream(res: ServerResponse, entry: RequestLogEntry, reply: WatchReply): void {
+    entry.status = 200;
+    this.record(entry);
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
+    res.flushHeaders();
+    // watchEmbeddedEncoder: only the first Table of a watch carries the column definitions.
+    let options: TableOptions | undefined = reply.representation.as === 'Table' ? tableOptions(reply.representation, reply.query) : undefined;
+    const send = (event: WatchEvent) => {
+      let object: unknown = event.object;
+      if (options && event.type !== 'BOOKMARK') {
+        object = toTable(reply.watch.resource.printer, [event.object as unknown as JsonObject], event.object.metadata.resourceVersion ?? '', options, Date.now());
+        options = { ...options, noHeaders: true };
+      }
+      res.write(`${JSON.stringify({ type: event.type, object })}\n`);
+    };
+    for (const event of reply.watch.initial) send(event);
+    const unsubscribe = reply.watch.subscribe(send);
+    const timeoutSeconds = Number(reply.query.get('timeoutSeconds') ?? '');
+    const timer = timeoutSeconds > 0 ? setTimeout(() => res.end(), timeoutSeconds * 1000) : undefined;
+    res.once('close', () => {
+      unsubscribe();
+      clearTimeout(timer);
+    });
   }
 
   private send(res: ServerResponse, entry: RequestLogEntry, reply: Reply): void {
@@ -568,13 +673,13 @@ class LocalApiServer implements ApiServer {
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse, url: URL, entry: RequestLogEntry, signal: AbortSignal): Promise<void> {
-    const terminal = await this.applyPassThroughFaults(entry, signal);
+    const { terminal, bodyLimit } = await this.applyPassThroughFaults(entry, signal);
     if (terminal && 'reset' in terminal && terminal.reset !== 'after-write') {
       this.record(entry);
       req.socket.destroy();
       return;
     }
-    const body = await readBody(req);
+    const body = await readBody(req, bodyLimit);
     entry.bytes = body.bytes;
     if (terminal && 'hang' in terminal) {
       this.record(entry);
@@ -585,6 +690,10 @@ class LocalApiServer implements ApiServer {
       return;
     }
     const reply = this.respond(entry, req, url, body);
+    if ('watch' in reply) {
+      this.stream(res, entry, reply);
+      return;
+    }
     if (terminal) {
       // reset 'after-write': the change is stored, only the answer is lost.
       this.record(entry);
@@ -594,15 +703,21 @@ class LocalApiServer implements ApiServer {
     this.send(res, entry, reply);
   }
 
-  /** Applies latency and concurrent writes in rule order; returns the first terminal fault, if any. */
-  private async applyPassThroughFaults(entry: RequestLogEntry, signal: AbortSignal): Promise<TerminalFault | undefined> {
+  /**
+   * Applies the pass-through faults in rule order; returns the first terminal fault, if any, and
+   * the size limit to read the body under.
+   */
+  private async applyPassThroughFaults(entry: RequestLogEntry, signal: AbortSignal): Promise<{ terminal?: TerminalFault; bodyLimit: number }> {
+    let bodyLimit = MAX_BODY_BYTES;
     for (const rule of this.takeFaults(entry.method, entry.path)) {
       entry.fault = entry.fault ? `${entry.fault}+${faultLabel(rule)}` : faultLabel(rule);
+      if (!isPassThrough(rule)) return { terminal: rule, bodyLimit };
       if ('latency' in rule) await sleep(rule.latency, undefined, { signal });
       else if ('concurrentWrite' in rule) this.writeConcurrently(entry.path, rule.concurrentWrite);
-      else return rule;
+      else if ('replaceBuild' in rule) this.replaceAddressedBuild(entry.path, rule.status);
+      else bodyLimit = Math.min(bodyLimit, rule.maxRequestBytes);
     }
-    return undefined;
+    return { bodyLimit };
   }
 
   /** The rules that fire for this request: pass-through ones, then at most one terminal one. */
@@ -615,35 +730,65 @@ class LocalApiServer implements ApiServer {
       if (rule.when && !rule.when({ method, path, n: fault.matched })) continue;
       fault.hits += 1;
       fired.push(rule);
-      if (!('latency' in rule) && !('concurrentWrite' in rule)) break;
+      if (!isPassThrough(rule)) break;
     }
     return fired;
   }
 
-  private writeConcurrently(path: string, mutate: (status: BuildStatus) => void): void {
-    const route = parseRoute('GET', path);
-    if (route?.resource.kind !== BUILD_KIND || route.name === undefined) return;
+  /** The Build a request's path names, if it names one that exists. */
+  private addressedBuild(path: string): { namespace: string; name: string; current: KubeObject } | undefined {
+    const route = this.registry.route('GET', path, new URLSearchParams());
+    if (route?.resource !== this.registry.custom || route.name === undefined || route.namespace === undefined) return undefined;
     const current = this.registry.build(route.namespace, route.name);
-    if (!current) return;
-    const status = deepCopy((current.status ?? {}) as BuildStatus);
-    mutate(status);
-    this.registry.writeStatus(route.namespace, route.name, status);
+    return current && { namespace: route.namespace, name: route.name, current };
   }
 
-  /** Authentication, routing, authorization, then the verb; every refusal is a Status. */
-  private respond(entry: RequestLogEntry, req: IncomingMessage, url: URL, body: RequestBody): Reply {
+  private writeConcurrently(path: string, mutate: (status: BuildStatus) => void): void {
+    const target = this.addressedBuild(path);
+    if (!target) return;
+    const status = deepCopy((target.current.status ?? {}) as BuildStatus);
+    mutate(status);
+    this.registry.writeStatus(target.namespace, target.name, status);
+  }
+
+  private replaceAddressedBuild(path: string, status: BuildStatus | undefined): void {
+    const target = this.addressedBuild(path);
+    if (target) this.registry.replaceBuild(target.namespace, target.name, status);
+  }
+
+  /**
+   * Authentication, discovery (any authenticated user may read it, as system:discovery allows),
+   * routing, authorization, content negotiation, then the verb; every refusal is a Status.
+   */
+  private respond(entry: RequestLogEntry, req: IncomingMessage, url: URL, body: RequestBody): Reply | WatchReply {
     try {
       const identity = this.authenticate(req.headers.authorization);
       entry.identity = identity.user;
-      const route = parseRoute(entry.method, entry.path);
+      const address = `${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`;
+      const document = entry.method === 'GET' ? discoveryDocument(entry.path, this.registry.discovered(), address) : undefined;
+      if (document) return jsonReply(200, document);
+      const route = this.registry.route(entry.method, entry.path, url.searchParams);
       if (!route) throw fail(ROUTE_NOT_FOUND);
       if (!allows(identity.rules ?? BUILD_POD_RULES, route)) throw forbidden(identity.user, route);
-      const { status, value } = this.registry.handle(route, { query: url.searchParams, contentType: req.headers['content-type'], body: body.data });
-      return jsonReply(status, value);
+      const representation = readsObjects(route) ? negotiate(req.headers.accept) : ({ as: 'object' } as const);
+      if (route.verb === 'watch') return { watch: this.registry.openWatch(route, url.searchParams), representation, query: url.searchParams };
+      const request = { query: url.searchParams, contentType: req.headers['content-type'], body: body.data, bodyLimit: body.limit };
+      const { status, value, warnings } = this.registry.handle(route, request);
+      const reply = jsonReply(status, representation.as === 'Table' ? this.asTable(route, value, representation, url.searchParams) : value);
+      if (warnings.length > 0) reply.headers = { Warning: warnings.map(warningHeader) };
+      return reply;
     } catch (error) {
-      if (error instanceof ApiError) return statusReply(error.status);
+      if (error instanceof StatusError) return statusReply(error.status);
       throw error;
     }
+  }
+
+  /** A get's object or a list's items as a Table (handlers/response.go transformResponseObject). */
+  private asTable(route: Route, value: unknown, representation: { version: string }, query: URLSearchParams): JsonObject {
+    const options = tableOptions(representation, query);
+    const answer = value as JsonObject & { metadata: { resourceVersion?: string }; items?: JsonObject[] };
+    const objects = route.verb === 'list' ? (answer.items ?? []) : [answer];
+    return toTable(route.resource.printer, objects, answer.metadata.resourceVersion ?? '', options, Date.now());
   }
 
   /** The bearer authenticator: `Bearer <token>`, scheme case-insensitive; anything else is 401. */
@@ -653,12 +798,7 @@ class LocalApiServer implements ApiServer {
     if (!identity) throw fail(UNAUTHORIZED);
     return identity;
   }
-
-
-
-
-
-
-
-
 }
+
+/** Only reads are printed as Tables; writes answer the object whatever the client accepts. */
+const readsObjects = (route: Route) => route.verb === 'get' || route.verb === 'list' || route.verb === 'watch';

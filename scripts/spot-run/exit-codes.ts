@@ -50,15 +50,18 @@ export function outcomeExitCode(outcome: RunOutcome): number {
  * What an error that stopped the report means, and so what the command does with it:
  *   `bug`         not one of the library's errors (a TypeError, say): an internal error, with its
  *                 stack, never passed off as the API server's refusal;
+ *   `config`      exit 2 at once: the request could not even be formed (a token or server that
+ *                 undici refuses); nothing was sent, and the fatal path would fail the same way;
  *   `final`       exit 3 at once: the Build is gone, we may not write it, or asking again cannot
  *                 give another answer (a TLS failure is configuration, not weather; a GET answered
  *                 with something that is not a usable Build, which the fatal path would GET again);
  *   `recordable`  exit 3 after one bounded try to record the failure on the Build.
  */
-export type ReportFailureKind = 'bug' | 'final' | 'recordable';
+export type ReportFailureKind = 'bug' | 'config' | 'final' | 'recordable';
 
 export function classifyReportFailure(err: unknown): ReportFailureKind {
   if (!isSpotError(err)) return 'bug';
+  if (err.code === 'ERR_SPOT_CONFIG' || err.code === 'ERR_SPOT_INVALID_NAME') return 'config';
   if (isNotFound(err) || isForbidden(err) || isUnauthorized(err)) return 'final';
   const e = err as { code: string; causeCode?: string; target?: { method?: string } };
   if (e.code === 'ERR_SPOT_NETWORK' && isTlsFailure(e.causeCode)) return 'final';
