@@ -9,6 +9,11 @@
  *   dist/spot-run.mjs (+ .map)              the same command as one self-contained file, undici
  *                                           inlined, to copy into any image that has Node
  *                                           (20.18.1 or newer: the package's engines).
+ *   dist/spot-run.cjs                       that file as CommonJS, which `node --build-snapshot`
+ *                                           turns into a V8 startup snapshot for the Node binary
+ *                                           that runs it (README, "Start-up snapshot"): built and
+ *                                           smoke-run here with this build's node, then removed,
+ *                                           since a blob only loads in the binary that made it.
  *
  * dist/ is rebuilt from scratch every time, so nothing from a deleted source file is ever
  * shipped. Each output is smoke-run with --version before the build calls itself done.
@@ -17,8 +22,9 @@
  * install from git; so the report goes to stderr, and `npm pack --json` keeps a clean stdout.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildFailure } from 'esbuild';
@@ -30,6 +36,7 @@ const TSCONFIG = 'tsconfig.build.json';
 const ENTRY = join(ROOT, 'scripts', 'spot-run.ts');
 const BIN = join(DIST, 'scripts', 'spot-run.js');
 const BUNDLE = join(DIST, 'spot-run.mjs');
+const SNAPSHOT_ENTRY = join(DIST, 'spot-run.cjs');
 const SMOKE_TIMEOUT_MS = 15_000;
 
 const BANNER = `#!/usr/bin/env node\n${REQUIRE_SHIM}`;
@@ -102,6 +109,8 @@ async function bundle(): Promise<void> {
       sourcemap: 'linked',
       banner: { js: entryHasShebang ? REQUIRE_SHIM : BANNER },
     });
+    // No source map: a process started from a snapshot runs code the snapshot holds, not this file.
+    await build({ ...spotRunBundleOptions(ROOT, ENTRY, SNAPSHOT_ENTRY, 'cjs'), minify: true, treeShaking: true });
   } catch (error) {
     // esbuild has already printed its diagnostics; add which step failed.
     const count = (error as Partial<BuildFailure>).errors?.length;
@@ -130,6 +139,31 @@ function smoke(file: string): string {
   return run.stdout.trim();
 }
 
+/**
+ * Builds a startup snapshot from dist/spot-run.cjs with this build's node, in a scratch folder,
+ * and runs --version from it: what catches a module that cannot be part of a snapshot, or code
+ * that breaks when it runs in a process started from one.
+ */
+function smokeSnapshot(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'spot-run-snapshot-'));
+  try {
+    const blob = join(dir, 'spot-run.blob');
+    const node = (args: string[]) =>
+      spawnSync(process.execPath, args, { cwd: dir, encoding: 'utf8', timeout: SMOKE_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] });
+    const made = node(['--snapshot-blob', blob, '--build-snapshot', SNAPSHOT_ENTRY]);
+    if (made.error || made.status !== 0) {
+      throw new BuildError(`node --build-snapshot ${rel(SNAPSHOT_ENTRY)} failed: ${made.error?.message ?? (made.stderr.trim() || `exit ${made.status ?? made.signal}`)}`);
+    }
+    const run = node(['--snapshot-blob', blob, '--', '--version']);
+    if (run.error || run.status !== 0) {
+      throw new BuildError(`--version from the snapshot of ${rel(SNAPSHOT_ENTRY)} failed: ${run.error?.message ?? (run.stderr.trim() || `exit ${run.status ?? run.signal}`)}`);
+    }
+    return run.stdout.trim();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   if (!existsSync(ENTRY)) throw new BuildError(`${rel(ENTRY)} does not exist: nothing to build`);
@@ -146,8 +180,8 @@ async function main(): Promise<void> {
   // npm sets the bin's mode on install, but the image and `./dist/spot-run.mjs` use the files as built.
   for (const file of [BIN, BUNDLE]) chmodSync(file, 0o755);
 
-  const versions = new Set([smoke(BIN), smoke(BUNDLE)]);
-  if (versions.size !== 1) throw new BuildError(`the two builds disagree on --version: ${[...versions].join(' vs ')}`);
+  const versions = new Set([smoke(BIN), smoke(BUNDLE), smokeSnapshot()]);
+  if (versions.size !== 1) throw new BuildError(`the builds disagree on --version: ${[...versions].join(' vs ')}`);
 
   const libFiles = filesUnder(join(DIST, 'lib'));
   const libBytes = libFiles.reduce((sum, file) => sum + statSync(file).size, 0);
@@ -156,6 +190,7 @@ async function main(): Promise<void> {
     [`${rel(join(DIST, 'lib'))}/ (${libFiles.length} files)`, formatSize(libBytes)],
     [rel(BUNDLE), formatSize(statSync(BUNDLE).size)],
     [rel(`${BUNDLE}.map`), formatSize(statSync(`${BUNDLE}.map`).size)],
+    [rel(SNAPSHOT_ENTRY), formatSize(statSync(SNAPSHOT_ENTRY).size)],
   ];
   const width = Math.max(...rows.map(([name]) => name.length));
   for (const [name, size] of rows) console.error(`  ${name.padEnd(width)}  ${size.padStart(9)}`);

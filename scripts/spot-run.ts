@@ -5,6 +5,7 @@
  * The command lives in scripts/spot-run/: options (flags, --help, the plan), run (the plan carried
  * out) and exit-codes (what each ending exits with).
  */
+import { startupSnapshot } from 'node:v8';
 import { redact } from '../lib/secrets.js';
 import { VERSION } from '../lib/version.js';
 import { CommandFailure, ExitCodes } from './spot-run/exit-codes.js';
@@ -24,19 +25,28 @@ async function main(argv: string[], env: Record<string, string | undefined>): Pr
   return run(await planRun(command.options));
 }
 
-main(process.argv.slice(2), process.env).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    // Everything this prints passes the secret filter here, once.
-    if (err instanceof CommandFailure) {
-      process.stderr.write(`spot-run: ${redact(err.message)}\n`);
-      process.exitCode = err.exitCode;
-      return;
-    }
-    // Not an expected failure: a bug. Say so, with the stack, and fail like a failed step.
-    process.stderr.write(`spot-run: internal error (please report it): ${redact(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
-    process.exitCode = ExitCodes.Failed;
-  },
-);
+function start(argv: string[]): void {
+  main(argv, process.env).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      // Everything this prints passes the secret filter here, once.
+      if (err instanceof CommandFailure) {
+        process.stderr.write(`spot-run: ${redact(err.message)}\n`);
+        process.exitCode = err.exitCode;
+        return;
+      }
+      // Not an expected failure: a bug. Say so, with the stack, and fail like a failed step.
+      process.stderr.write(`spot-run: internal error (please report it): ${redact(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
+      process.exitCode = ExitCodes.Failed;
+    },
+  );
+}
+
+// Built into a V8 startup snapshot (dist/spot-run.cjs with `node --build-snapshot`), everything
+// above is loaded now, once, and the command runs in each process started from the snapshot. Such
+// a process has no script in its argv: `node --snapshot-blob spot-run.blob -- ARGS` gives
+// [node, ...ARGS].
+if (startupSnapshot.isBuildingSnapshot()) startupSnapshot.setDeserializeMainFunction(() => start(process.argv.slice(1)));
+else start(process.argv.slice(2));
