@@ -1,11 +1,15 @@
 /**
  * `npm run build`: turns the TypeScript sources into what package.json publishes.
  *
- *   dist/lib/**, dist/scripts/spot-run.js   tsc output (JavaScript and declarations): the library
- *                                           export and the `spot-run` bin, run with the
- *                                           production node_modules (undici) beside them. No
- *                                           source maps: the package ships exactly these files,
- *                                           and tsc's output is readable as it is.
+ *   dist/lib/index.js, dist/lib/chunk-*.js  the library export and the `spot-run` bin, run with the
+ *   dist/scripts/spot-run.js                production node_modules (undici) beside them: esbuild,
+ *                                           one module per entry plus the code they share (a chunk
+ *                                           under dist/lib/), undici imported as it is installed.
+ *                                           Node's ESM loader costs a process ~1 ms of start-up per
+ *                                           file it loads, and lib/ is some twenty (BENCHMARKS.md,
+ *                                           start-up). Not minified: readable as it is. No source
+ *                                           maps: the package ships exactly these files.
+ *   dist/lib/*.d.ts, dist/scripts/*.d.ts    tsc's declarations, one per module, for the types.
  *   dist/spot-run.mjs (+ .map)              the same command as one self-contained file, undici
  *                                           inlined, to copy into any image that has Node
  *                                           (20.18.1 or newer: the package's engines).
@@ -37,6 +41,7 @@ const ENTRY = join(ROOT, 'scripts', 'spot-run.ts');
 const BIN = join(DIST, 'scripts', 'spot-run.js');
 const BUNDLE = join(DIST, 'spot-run.mjs');
 const SNAPSHOT_ENTRY = join(DIST, 'spot-run.cjs');
+const LIBRARY_ENTRY = join(ROOT, 'lib', 'index.ts');
 const SMOKE_TIMEOUT_MS = 15_000;
 
 const BANNER = `#!/usr/bin/env node\n${REQUIRE_SHIM}`;
@@ -57,8 +62,32 @@ function filesUnder(dir: string): string[] {
   );
 }
 
+/** The library and the bin as ESM modules that import undici from node_modules, sharing one chunk. */
+async function library(): Promise<void> {
+  try {
+    await build({
+      absWorkingDir: ROOT,
+      entryPoints: [LIBRARY_ENTRY, ENTRY],
+      outbase: ROOT,
+      outdir: DIST,
+      chunkNames: 'lib/[name]-[hash]',
+      bundle: true,
+      splitting: true,
+      packages: 'external',
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      logLevel: 'warning',
+    });
+  } catch (error) {
+    const count = (error as Partial<BuildFailure>).errors?.length;
+    throw new BuildError(`esbuild could not build the library${count ? ` (${count} error${count === 1 ? '' : 's'} above)` : `: ${String(error)}`}`);
+  }
+}
+
 function compile(): void {
-  // Through the project's own TypeScript, not whatever `tsc` is on PATH.
+  // The declarations (and the type check), through the project's own TypeScript, not whatever
+  // `tsc` is on PATH.
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
   const run = spawnSync(process.execPath, [tsc, '-p', TSCONFIG, '--pretty'], { cwd: ROOT, stdio: 'inherit' });
   if (run.error) throw new BuildError(`could not start tsc: ${run.error.message}`);
@@ -170,12 +199,13 @@ async function main(): Promise<void> {
 
   rmSync(DIST, { recursive: true, force: true });
   compile();
+  await library();
   checkPackageEntryPoints();
   await bundle();
 
   // npm links the bin as it is: without "#!" the shell, not node, would run it.
   if (!readFileSync(BIN, 'utf8').startsWith('#!/usr/bin/env node\n')) {
-    throw new BuildError(`${rel(BIN)} has no "#!/usr/bin/env node" line: ${rel(ENTRY)} must start with one (tsc keeps it)`);
+    throw new BuildError(`${rel(BIN)} has no "#!/usr/bin/env node" line: ${rel(ENTRY)} must start with one (esbuild keeps it)`);
   }
   // npm sets the bin's mode on install, but the image and `./dist/spot-run.mjs` use the files as built.
   for (const file of [BIN, BUNDLE]) chmodSync(file, 0o755);
