@@ -42,12 +42,17 @@ ENTRYPOINT ["/nodejs/bin/node", "/app/spot-run.mjs"]
 # "Failed to load the startup snapshot because it was built with Node.js version ..."), so the
 # runtime image's own node builds it, in a throwaway stage on the same base. Exec-form RUN needs no
 # shell. Root only to write /app in this stage; the blob is smoke-run before it is kept.
+# --liftoff-only (V8's baseline WebAssembly compiler only, for undici's HTTP parser): on Node 24
+# spot-run's own run-time request for it (preferLowMemoryWasm) only partly takes, and the
+# optimising tier then costs a pod ~14 MiB and ~80 ms before it can exit (on 20 and 22 it takes,
+# and the flag would only cost ~5 ms: leave it out of both lines there). Build and run must pass
+# the same V8 flags (Node 20 refuses a blob built with others).
 FROM ${RUNTIME_IMAGE} AS snapshot-blob
 WORKDIR /app
 COPY --from=build /src/dist/spot-run.cjs ./
 USER root
-RUN ["/nodejs/bin/node", "--snapshot-blob", "/app/spot-run.blob", "--build-snapshot", "/app/spot-run.cjs"]
-RUN ["/nodejs/bin/node", "--snapshot-blob", "/app/spot-run.blob", "--", "--version"]
+RUN ["/nodejs/bin/node", "--liftoff-only", "--snapshot-blob", "/app/spot-run.blob", "--build-snapshot", "/app/spot-run.cjs"]
+RUN ["/nodejs/bin/node", "--liftoff-only", "--snapshot-blob", "/app/spot-run.blob", "--", "--version"]
 
 FROM ${RUNTIME_IMAGE} AS snapshot
 WORKDIR /app
@@ -55,7 +60,7 @@ COPY --from=snapshot-blob /app/spot-run.blob ./
 USER nonroot
 # "--" ends node's own options: the pod's args after it reach spot-run (--help, --version and
 # --tasks included), which node would otherwise take as its own.
-ENTRYPOINT ["/nodejs/bin/node", "--snapshot-blob", "/app/spot-run.blob", "--"]
+ENTRYPOINT ["/nodejs/bin/node", "--liftoff-only", "--snapshot-blob", "/app/spot-run.blob", "--"]
 
 # Last, so a plain `docker build .` produces it. Files stay root-owned: the app cannot modify itself.
 FROM ${RUNTIME_IMAGE} AS runtime

@@ -151,6 +151,27 @@ describe('spot-run from a V8 startup snapshot', { timeout: 120_000 }, () => {
     assert.equal(server.getBuild(server.namespace, 'snap-term')?.status?.phase, 'Errored');
   });
 
+  test("the image's command lines: --liftoff-only at build and at run (Dockerfile, target snapshot)", async () => {
+    const flagged = join(dir, 'liftoff.blob');
+    const made = spawnSync(process.execPath, ['--liftoff-only', '--snapshot-blob', flagged, '--build-snapshot', join(dir, 'spot-run.cjs')], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(made.status, 0, made.stderr);
+    server.createBuild({ name: 'snap-liftoff' });
+    const r = await runCli(['--step', 'One=echo one'], {
+      launch: ['--liftoff-only', '--snapshot-blob', flagged, '--'],
+      cwd: dir,
+      timeoutMs: 30_000,
+      env: { ...server.env(), BUILD_REFERENCE: `${server.namespace}/snap-liftoff` },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /\[One\] one/);
+    assert.deepEqual(conditions('snap-liftoff'), [['One', 'Success']]);
+  });
+
   test('no cluster configuration: exit 2 and one line naming the cause', async () => {
     const r = await fromSnapshot(['--step', 'A=true'], { env: { BUILD_REFERENCE: 'default/b' } });
     assert.equal(r.code, 2, r.stderr);
