@@ -2,7 +2,7 @@
  * Calls on the Build resource and its status subresource. Paths are built only from a `BuildRef`
  * (validated names), never from raw strings.
  */
-import { isConflict, ResponseError } from './errors.js';
+import { BuildReplacedError, isConflict, ResponseError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import { buildRef } from './names.js';
 import {
@@ -21,6 +21,11 @@ export const JSON_PATCH = 'application/json-patch+json';
 
 export interface CallOptions {
   signal?: AbortSignal | undefined;
+  /**
+   * Epoch ms by which the whole call must be over, its retries, waits and (for an update) conflict
+   * re-reads included. Default: the transport's deadline (`--api-deadline`) from the call's start.
+   */
+  deadlineAt?: number | undefined;
   /** The custom resource the Build is (default `builds.v1alpha1.spot.release.com`, kind `Build`). */
   resource?: BuildResource | undefined;
 }
@@ -37,6 +42,12 @@ export interface UpdateOptions extends CallOptions {
   /** Attempts in all, conflicts included (default 5). */
   maxAttempts?: number;
   logger?: Logger;
+  /**
+   * The uid the Build must have: client-go's `Preconditions{UID}`. Default: the uid of `base`, or
+   * of the first read. A Build with another uid under the same name (deleted and created again)
+   * is a `BuildReplacedError`, and nothing is written to it.
+   */
+  uid?: string | undefined;
 }
 
 /** `/apis/spot.release.com/v1alpha1/namespaces/NS/builds/NAME[/status]`, or the path of another resource's object. */
@@ -81,12 +92,15 @@ export function asBuild(value: unknown, ref: BuildRef, target: { method: string;
 export async function getBuild(transport: Transport, ref: BuildRef, options: CallOptions = {}): Promise<Build> {
   const resource = options.resource ?? DEFAULT_RESOURCE;
   const path = buildPath(ref, undefined, resource);
-  return asBuild(await transport.request({ method: 'GET', path, signal: options.signal }), ref, { method: 'GET', path }, resource);
+  const answer = await transport.request({ method: 'GET', path, signal: options.signal, deadlineAt: options.deadlineAt });
+  return asBuild(answer, ref, { method: 'GET', path }, resource);
 }
 
 /**
  * PUT of the status subresource. Custom resources refuse unconditional updates, so the Build must
- * carry the `metadata.resourceVersion` it was read at; a stale one gets 409 Conflict.
+ * carry the `metadata.resourceVersion` it was read at; a stale one gets 409 Conflict. Its
+ * `metadata.uid` goes along too: the API server takes a uid in a PUT body as a precondition
+ * (409 `Precondition failed: UID in precondition`), so a PUT never lands on a re-created Build.
  */
 export async function replaceBuildStatus(transport: Transport, build: Build, options: CallOptions = {}): Promise<Build> {
   const ref = buildRef(build.metadata.namespace, build.metadata.name);
@@ -104,7 +118,7 @@ export async function replaceBuildStatus(transport: Transport, build: Build, opt
     metadata: build.metadata,
     status: build.status ?? {},
   };
-  const answer = await transport.request({ method: 'PUT', path, body, idempotent: true, signal: options.signal });
+  const answer = await transport.request({ method: 'PUT', path, body, idempotent: true, signal: options.signal, deadlineAt: options.deadlineAt });
   return asBuild(answer, ref, { method: 'PUT', path }, resource);
 }
 
@@ -137,6 +151,7 @@ export async function patchBuildStatus(
     contentType: options.type === 'json' ? JSON_PATCH : MERGE_PATCH,
     idempotent: !!rv,
     signal: options.signal,
+    deadlineAt: options.deadlineAt,
   });
   return asBuild(answer, ref, { method: 'PATCH', path }, resource);
 }
@@ -150,6 +165,16 @@ export const DEFAULT_UPDATE_ATTEMPTS = 5;
  * another writer's fields (the operator's pod reference and conditions) are kept, and so is ours.
  * `mutate` must therefore be repeatable: derive the change from the Build it is given. It gets a
  * copy of the status to change; `spec` is shared and must be left alone.
+ *
+ * Every write is tied to one Build, as client-go's `Preconditions{UID}`: a Build read with
+ * another uid (it was deleted and created again under the same name) stops the call with a
+ * `BuildReplacedError` before anything is written to it. The merge patch itself carries no uid:
+ * on `/status` the API server copies the stored object's metadata over the patched one
+ * (`statusStrategy.PrepareForUpdate`) and a PATCH has no uid precondition, so a uid there would be
+ * dropped unseen. The resourceVersion precondition is what the server checks, and it is enough:
+ * resourceVersions come from one etcd counter, so a re-created Build never has the old one.
+ *
+ * The GET, the writes and the re-reads share one deadline (`options.deadlineAt`).
  * Resolves to the stored Build; writes nothing when `mutate` changed nothing.
  */
 export async function updateBuildStatus(
@@ -160,8 +185,11 @@ export async function updateBuildStatus(
 ): Promise<Build> {
   const logger = options.logger ?? silentLogger;
   const maxAttempts = options.maxAttempts ?? DEFAULT_UPDATE_ATTEMPTS;
-  let current = options.base ?? (await getBuild(transport, ref, options));
+  const call: CallOptions = { signal: options.signal, deadlineAt: options.deadlineAt ?? Date.now() + transport.deadlineMs, resource: options.resource };
+  let current = options.base ?? (await getBuild(transport, ref, call));
+  const uid = options.uid ?? current.metadata.uid;
   for (let attempt = 1; ; attempt++) {
+    if (uid !== undefined && current.metadata.uid !== uid) throw new BuildReplacedError(ref, uid, current.metadata.uid);
     // Only the status is copied (it is all that is written); spec is shared and read-only.
     const draft: Build = { ...current, metadata: { ...current.metadata }, status: copyJson(current.status ?? {}) };
     mutate(draft);
@@ -171,13 +199,12 @@ export async function updateBuildStatus(
       return await patchBuildStatus(transport, ref, { status: diff }, {
         type: 'merge',
         resourceVersion: current.metadata.resourceVersion!,
-        signal: options.signal,
-        resource: options.resource,
+        ...call,
       });
     } catch (err) {
       if (!isConflict(err) || attempt >= maxAttempts) throw err;
       logger.debug('status write conflicted; re-reading and re-applying', { build: `${ref.namespace}/${ref.name}`, attempt });
-      current = await getBuild(transport, ref, options);
+      current = await getBuild(transport, ref, call);
     }
   }
 }

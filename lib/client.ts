@@ -24,6 +24,8 @@ export interface ClientOptions extends ConfigOptions {
   timeoutMs?: number;
   /** Response body cap (default 10 MiB). */
   bodyLimitBytes?: number;
+  /** Request body cap (default 1 MiB): a larger body is a `RequestTooLargeError`, nothing sent. */
+  maxRequestBytes?: number;
   retry?: Partial<RetryPolicy>;
   /** Jitter source in [0, 1); tests pass a seeded one. */
   random?: () => number;
@@ -92,6 +94,7 @@ export function clientFromConfig(config: ClusterConfig, options: Omit<ClientOpti
     ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.bodyLimitBytes !== undefined ? { bodyLimitBytes: options.bodyLimitBytes } : {}),
+    ...(options.maxRequestBytes !== undefined ? { maxRequestBytes: options.maxRequestBytes } : {}),
     ...(options.retry ? { retry: options.retry } : {}),
     ...(options.random ? { random: options.random } : {}),
     logger,

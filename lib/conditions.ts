@@ -100,27 +100,37 @@ export function setCondition(status: BuildStatus, condition: BuildCondition, now
 /**
  * Any `Error` gives `Errored`; all `Success` gives `Done`; otherwise `Running`. No conditions at
  * all means nothing has started: the pending phase (`""`).
+ *
+ * `types`, when given, are the conditions that count: a run's own (its plan). Conditions it does
+ * not own (the operator's, a previous attempt's step that is not in this plan) are then left out,
+ * so they can neither hold a finished run at Running nor mark a successful one Errored.
  */
 export function derivePhase(
   conditions: readonly BuildCondition[] | undefined,
   vocabulary: Vocabulary = DEFAULT_VOCABULARY,
+  types?: ReadonlySet<string>,
 ): BuildPhase {
+  if (types && conditions) conditions = conditions.filter((c) => types.has(c.type));
   if (!conditions || conditions.length === 0) return vocabulary.pending as BuildPhase;
   if (conditions.some((c) => c.status === vocabulary.error)) return vocabulary.errored as BuildPhase;
   if (conditions.every((c) => c.status === vocabulary.success)) return vocabulary.done as BuildPhase;
   return vocabulary.running as BuildPhase;
 }
 
-/** `setCondition`, then the phase derived from the result, kept in `field` (default `phase`). */
+/**
+ * `setCondition`, then the phase derived from the result (over `types` only, when given: see
+ * derivePhase), kept in `field` (default `phase`).
+ */
 export function applyCondition(
   status: BuildStatus,
   condition: BuildCondition,
   now: Date = new Date(),
   vocabulary: Vocabulary = DEFAULT_VOCABULARY,
   field: PhaseField = 'phase',
+  types?: ReadonlySet<string>,
 ): BuildStatus {
   setCondition(status, condition, now);
-  status[field] = derivePhase(status.conditions, vocabulary);
+  status[field] = derivePhase(status.conditions, vocabulary, types);
   return status;
 }
 

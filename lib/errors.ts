@@ -4,7 +4,7 @@
  * duplicated copies of a package. Messages that come from a request end with `(METHOD /path)`.
  */
 import { redact } from './secrets.js';
-import type { Status, StatusDetails } from './types.js';
+import type { BuildRef, Status, StatusDetails } from './types.js';
 
 export type SpotErrorCode =
   | 'ERR_SPOT_CONFIG'
@@ -14,7 +14,9 @@ export type SpotErrorCode =
   | 'ERR_SPOT_NETWORK'
   | 'ERR_SPOT_TIMEOUT'
   | 'ERR_SPOT_ABORTED'
-  | 'ERR_SPOT_TASK';
+  | 'ERR_SPOT_TASK'
+  | 'ERR_SPOT_REPLACED'
+  | 'ERR_SPOT_TOO_LARGE';
 
 export abstract class SpotError extends Error {
   abstract override readonly name: string;
@@ -220,6 +222,37 @@ export class AbortedError extends SpotError {
 }
 
 /**
+ * The Build was deleted and created again under the same name while a run was reporting on it
+ * (client-go's `Preconditions{UID}` failing): another object, which this run must not write.
+ */
+export class BuildReplacedError extends SpotError {
+  override readonly name = 'BuildReplacedError' as const;
+  readonly code = 'ERR_SPOT_REPLACED' as const;
+  constructor(
+    readonly ref: BuildRef,
+    /** The uid of the Build the run started with. */
+    readonly expectedUid: string,
+    /** The uid found under the same name now. */
+    readonly foundUid: string | undefined,
+  ) {
+    super(`Build ${ref.namespace}/${ref.name} was replaced (uid ${expectedUid} → ${foundUid || 'none'})`);
+  }
+}
+
+/** A request body over the transport's limit: refused before anything is sent. */
+export class RequestTooLargeError extends SpotError {
+  override readonly name = 'RequestTooLargeError' as const;
+  readonly code = 'ERR_SPOT_TOO_LARGE' as const;
+  constructor(
+    readonly bytes: number,
+    readonly limit: number,
+    readonly target: RequestTarget,
+  ) {
+    super(`request body of ${bytes} bytes is over the ${limit}-byte limit, not sent ${at(target)}`);
+  }
+}
+
+/**
  * A task failed in a way it can describe: `reason` goes into the condition (CamelCase, e.g.
  * `StepFailed`, `Timeout`), the message into the condition and the Warning event, and `summary`
  * (default: the message's first line) into the log line, which should not repeat what the task
@@ -269,3 +302,5 @@ export const isUnauthorized = (err: unknown): err is ApiError & { readonly statu
 export const isForbidden = (err: unknown): err is ApiError & { readonly statusCode: 403 } => apiStatus(err) === 403;
 export const isTooManyRequests = (err: unknown): err is ApiError & { readonly statusCode: 429 } => apiStatus(err) === 429;
 export const isInvalid = (err: unknown): err is ApiError & { readonly statusCode: 422 } => apiStatus(err) === 422;
+export const isBuildReplaced = (err: unknown): err is BuildReplacedError => isSpotError(err) && err.code === 'ERR_SPOT_REPLACED';
+export const isAborted = (err: unknown): err is AbortedError => isSpotError(err) && err.code === 'ERR_SPOT_ABORTED';

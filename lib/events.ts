@@ -4,6 +4,10 @@
  * and microsecond precision mandatory. A repeat of the same event on the same Build within ten
  * minutes is folded into the first one (count, lastTimestamp, message), as client-go's correlator.
  *
+ * Messages are cleaned (escape sequences and control characters but newline and tab removed,
+ * valid UTF-8, at most 1024 bytes: messages.ts); the recorder sends what it is given otherwise, so
+ * redaction is its caller's (the runner sends only messages it has sanitized).
+ *
  * Events are a side channel: recording one never throws; the outcome says what happened.
  */
 import { isAlreadyExists, isNotFound } from './errors.js';
@@ -12,6 +16,7 @@ import { validateName, validateNamespace } from './names.js';
 import type { Transport } from './transport.js';
 import type { Build, CoreEvent, EventType } from './types.js';
 import { formatTime } from './conditions.js';
+import { cleanMessage, fitMessage, MAX_EVENT_MESSAGE_BYTES, truncateUtf8 } from './messages.js';
 
 export interface EventInput {
   type: EventType;
@@ -36,40 +41,13 @@ export interface EventRecorderOptions {
 }
 
 /** Byte limit of an event message (events.k8s.io `note`); Go measures strings in bytes. */
-export const MAX_MESSAGE_BYTES = 1024;
+export const MAX_MESSAGE_BYTES = MAX_EVENT_MESSAGE_BYTES;
 const MAX_REASON_LENGTH = 128;
 const MAX_CACHE_ENTRIES = 4096;
 const FOLD_WINDOW_MS = 10 * 60_000;
 
-/** Cuts `text` to at most `limit` UTF-8 bytes, on a character boundary, marking the cut. */
-export function truncateUtf8(text: string, limit: number): string {
-  if (Buffer.byteLength(text, 'utf8') <= limit) return text;
-  const marker = '...';
-  const bytes = Buffer.from(text, 'utf8').subarray(0, limit - marker.length);
-  // Drop a partial trailing character (a decoded U+FFFD) so the result stays valid UTF-8.
-  return bytes.toString('utf8').replace(/\uFFFD+$/, '') + marker;
-}
-
-/**
- * Fits a message into `limit` bytes. A failure's cause is mostly at its end (a step's last stderr
- * lines), so a longer message keeps its first line (at most a quarter of the room) and as much of
- * its end as fits, from a line start when there is one, with `...` between.
- */
-export function fitMessage(message: string, limit = MAX_MESSAGE_BYTES): string {
-  if (Buffer.byteLength(message, 'utf8') <= limit) return message;
-  const firstLine = message.split('\n', 1)[0]!;
-  const head = truncateUtf8(firstLine, Math.floor(limit / 4));
-  const marker = '\n...\n';
-  const bytes = Buffer.from(message, 'utf8');
-  // Decoding from the middle of a character gives U+FFFD: drop it.
-  let tail = bytes
-    .subarray(bytes.length - (limit - Buffer.byteLength(head, 'utf8') - marker.length))
-    .toString('utf8')
-    .replace(/^\uFFFD+/, '');
-  const lineStart = tail.indexOf('\n');
-  if (lineStart >= 0 && lineStart < tail.length - 1) tail = tail.slice(lineStart + 1);
-  return `${head}${marker}${tail}`;
-}
+// The message rules live in messages.ts (conditions share them); these stay importable from here.
+export { fitMessage, truncateUtf8 };
 
 let lastNanos = 0n;
 /** `<build>.<hex nanoseconds>` like client-go, strictly increasing within the process. */
@@ -102,7 +80,7 @@ export function makeEvent(build: Build, input: EventInput, init: { name: string;
       ...(metadata.resourceVersion ? { resourceVersion: metadata.resourceVersion } : {}),
     },
     reason: input.reason,
-    message: fitMessage(input.message),
+    message: cleanMessage(input.message, MAX_MESSAGE_BYTES),
     type: input.type,
     source: { component: init.component },
     reportingComponent: init.component,
@@ -190,7 +168,7 @@ export class EventRecorder {
       await this.#transport.request({
         method: 'PATCH',
         path: `/api/v1/namespaces/${seen.namespace}/events/${seen.name}`,
-        body: { count, lastTimestamp: formatTime(now), message: fitMessage(input.message) },
+        body: { count, lastTimestamp: formatTime(now), message: cleanMessage(input.message, MAX_MESSAGE_BYTES) },
         contentType: 'application/merge-patch+json',
         // Setting the count to a number is the same however often it is done.
         idempotent: true,

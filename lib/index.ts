@@ -2,7 +2,7 @@
 export { createClient, clientFromConfig, type ClientOptions, type SpotClient } from './client.js';
 export { loadConfig, serverUrl, DEFAULT_SERVICEACCOUNT_DIR, type ConfigOptions, type ClusterConfig } from './config.js';
 export { FileTokenSource, StaticTokenSource, TOKEN_REREAD_PERIOD_MS, type TokenSource } from './token.js';
-export { createTransport, type Transport, type TransportOptions, type RequestOptions, type HttpMethod } from './transport.js';
+export { createTransport, DEFAULT_MAX_REQUEST_BYTES, type Transport, type TransportOptions, type RequestOptions, type HttpMethod } from './transport.js';
 export { DEFAULT_RETRY_POLICY, retryDelay, parseRetryAfter, type RetryPolicy, type AttemptFailure } from './retry.js';
 export {
   getBuild,
@@ -16,7 +16,18 @@ export {
   type PatchOptions,
   type UpdateOptions,
 } from './builds.js';
-export { EventRecorder, makeEvent, eventName, fitMessage, truncateUtf8, MAX_MESSAGE_BYTES, type EventInput, type EventOutcome, type EventRecorderOptions } from './events.js';
+export { EventRecorder, makeEvent, eventName, MAX_MESSAGE_BYTES, type EventInput, type EventOutcome, type EventRecorderOptions } from './events.js';
+export { sanitizeMessage, cleanMessage, stripControls, fitMessage, truncateUtf8, MAX_CONDITION_MESSAGE_BYTES, MAX_EVENT_MESSAGE_BYTES } from './messages.js';
+export {
+  summarizeOutcome,
+  summarizeError,
+  summarizeForcedExit,
+  formatTerminationMessage,
+  writeTerminationMessage,
+  TERMINATION_MESSAGE_MAX_BYTES,
+  DEFAULT_TERMINATION_LOG,
+  type TerminationSummary,
+} from './termination.js';
 export {
   getCondition,
   setCondition,
@@ -42,6 +53,8 @@ export {
   Reasons,
   DEFAULT_GRACE_MS,
   DEFAULT_FATAL_DEADLINE_MS,
+  type FatalReport,
+  type RunProgress,
   type Task,
   type TaskContext,
   type TaskResult,
@@ -64,6 +77,8 @@ export {
   TimeoutError,
   AbortedError,
   TaskFailure,
+  BuildReplacedError,
+  RequestTooLargeError,
   isSpotError,
   isApiError,
   isNotFound,
@@ -73,11 +88,13 @@ export {
   isForbidden,
   isTooManyRequests,
   isInvalid,
+  isBuildReplaced,
+  isAborted,
   type SpotErrorCode,
   type RequestTarget,
 } from './errors.js';
 export { createLogger, silentLogger, type Logger, type LogLevel, type LogFormat, type LogFields } from './log.js';
-export { redact } from './secrets.js';
+export { redact, registerMaskedValue, MIN_MASKED_LENGTH } from './secrets.js';
 export { VERSION } from './version.js';
 export { preferLowMemoryWasm } from './undici.js';
 export * from './types.js';

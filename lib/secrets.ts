@@ -1,33 +1,63 @@
 /**
- * The values this process must never print (tokens as they are read), and the one function that
- * takes them out of text. Process-wide on purpose: a token read by the config loader must be kept
- * out of a log line, an error message, a step's environment and a condition message alike,
- * whoever writes them.
+ * The values this process must never print, and the one function that takes them out of text.
+ * Process-wide on purpose: a token read by the config loader must be kept out of a log line, an
+ * error message, a step's environment and a condition message alike, whoever writes them.
+ *
+ * Two kinds:
+ * - secrets (`registerSecret`): the runtime's own credentials (the service-account token, as read
+ *   and as rotated). Never printed, and a variable holding one is withheld from steps.
+ * - masked values (`registerMaskedValue`): values the pod hands its steps on purpose (registry
+ *   credentials in `REGISTRY_AUTH`). Steps keep them; nothing the runtime writes may show them.
  */
+
+/** Shorter values would mask ordinary words in every line; `spot-run --mask-env` refuses them. */
+export const MIN_MASKED_LENGTH = 6;
 
 // Kept small: a rotated-away token is still a secret for a while, but a long-running process
 // should not grow this without bound.
 const secrets = new Set<string>();
 const MAX_SECRETS = 16;
-/** The same secrets, longest first (see redact). */
+/** Masked values are named once at start, so they are kept for the life of the process. */
+const masked = new Set<string>();
+/** Both kinds, longest first (see redact). */
 let longestFirst: string[] = [];
 
-/** Registers a value that must never be printed. Short values are ignored (they would mask noise). */
+function reorder(): void {
+  // Longest first: a secret that contains a shorter one must not be left half shown.
+  longestFirst = [...new Set([...secrets, ...masked])].sort((a, b) => b.length - a.length);
+}
+
+/** Registers a credential of this process: never printed, never passed to a step. Short values are ignored (they would mask noise). */
 export function registerSecret(value: string): void {
   if (value.length < 8 || secrets.has(value)) return;
   secrets.add(value);
   if (secrets.size > MAX_SECRETS) secrets.delete(secrets.values().next().value as string);
-  // Longest first: a secret that contains a shorter one must not be left half shown.
-  longestFirst = [...secrets].sort((a, b) => b.length - a.length);
+  reorder();
 }
 
-/** True when `text` holds a registered secret. */
+/**
+ * Registers a value that steps may hold but nothing this process writes may show (live step
+ * output, logs, condition and event messages, the termination message). A multi-line value is
+ * masked whole and line by line, since output is redacted a line at a time. Throws a RangeError
+ * for a value under MIN_MASKED_LENGTH characters.
+ */
+export function registerMaskedValue(value: string): void {
+  if (value.length < MIN_MASKED_LENGTH) throw new RangeError(`a masked value needs at least ${MIN_MASKED_LENGTH} characters`);
+  masked.add(value);
+  for (const line of value.split(/\r?\n/)) {
+    const trimmed = line.trim();
+    if (trimmed.length >= MIN_MASKED_LENGTH) masked.add(trimmed);
+  }
+  reorder();
+}
+
+/** True when `text` holds a registered secret (a credential of this process; masked values do not count). */
 export function containsSecret(text: string): boolean {
   for (const secret of secrets) if (text.includes(secret)) return true;
   return false;
 }
 
-/** Replaces every registered secret in `text` with `[REDACTED]`. */
+/** Replaces every registered secret and masked value in `text` with `[REDACTED]`. */
 export function redact(text: string): string {
   let out = text;
   for (const secret of longestFirst) {

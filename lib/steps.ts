@@ -41,6 +41,11 @@ export interface StepOptions {
   /** Parent folder of the results folders (default the OS temp folder). */
   resultsParent?: string;
   /**
+   * The whole build's deadline (`spot-run --timeout`): when `signal` fires, the running step is
+   * stopped as on its own timeout (reason `Timeout`), and a step that has not started yet fails so.
+   */
+  deadline?: { signal: AbortSignal; seconds: number };
+  /**
    * Run the step as this user (spot-run's `--step-user`), so it cannot read what only this
    * process's user may: the service-account token. Needs root or CAP_SETUID/CAP_SETGID; the
    * results folder is handed to that user.
@@ -228,6 +233,11 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
 
   return new Promise<void>((resolve, reject) => {
     signal.throwIfAborted();
+    const deadline = options.deadline;
+    if (deadline?.signal.aborted) {
+      reject(new TaskFailure('Timeout', `the build's timeout of ${deadline.seconds}s passed before the step started`));
+      return;
+    }
     // detached: its own process group, so a stop reaches the step's children too.
     const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir), ...options.user });
     trackGroup(child.pid);
@@ -252,12 +262,19 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
       spec.timeoutSeconds !== undefined ? setTimeout(() => stop('Timeout'), spec.timeoutSeconds * 1000) : undefined;
     const onAbort = () => stop('Aborted');
     signal.addEventListener('abort', onAbort, { once: true });
+    let buildTimeout = false;
+    const onDeadline = () => {
+      if (!stopped) buildTimeout = true;
+      stop('Timeout');
+    };
+    deadline?.signal.addEventListener('abort', onDeadline, { once: true });
 
     const finish = () => {
       if (child.pid !== undefined) runningGroups.delete(child.pid);
       clearTimeout(timeout);
       clearTimeout(killTimer);
       signal.removeEventListener('abort', onAbort);
+      deadline?.signal.removeEventListener('abort', onDeadline);
       out.end();
       err.end();
     };
@@ -270,7 +287,14 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
     });
     child.on('close', (code, sig) => {
       finish();
-      const failure = stepFailure({ code, signal: sig, stopped: stopped?.reason, tail: tail.text(), timeoutSeconds: spec.timeoutSeconds });
+      const failure = stepFailure({
+        code,
+        signal: sig,
+        stopped: stopped?.reason,
+        tail: tail.text(),
+        timeoutSeconds: buildTimeout ? deadline!.seconds : spec.timeoutSeconds,
+        buildTimeout,
+      });
       if (failure) reject(failure);
       else resolve();
     });
@@ -287,6 +311,8 @@ export interface StepExit {
   /** The kept stderr tail (`TailBuffer.text()`, already redacted). */
   tail: string;
   timeoutSeconds: number | undefined;
+  /** The build's deadline stopped it, not the step's own timeout (`timeoutSeconds` is then the build's). */
+  buildTimeout?: boolean;
 }
 
 /**
@@ -298,7 +324,7 @@ export function stepFailure(exit: StepExit): TaskFailure | AbortedError | undefi
   if (exit.stopped === 'Aborted') return new AbortedError('step interrupted', undefined);
   const lastLines = exit.tail ? `; last stderr lines:\n${exit.tail}` : '';
   if (exit.stopped === 'Timeout') {
-    const summary = `timed out after ${exit.timeoutSeconds}s and was stopped`;
+    const summary = exit.buildTimeout ? `the build's timeout of ${exit.timeoutSeconds}s passed and the step was stopped` : `timed out after ${exit.timeoutSeconds}s and was stopped`;
     return new TaskFailure('Timeout', `${summary}${lastLines}`, { summary });
   }
   if (exit.code === 0) return undefined;

@@ -11,6 +11,7 @@ import {
   ConfigError,
   isUnauthorized,
   NetworkError,
+  RequestTooLargeError,
   ResponseError,
   TimeoutError,
   type RequestTarget,
@@ -25,6 +26,12 @@ import { VERSION } from './version.js';
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_BODY_LIMIT_BYTES = 10 * 1024 * 1024;
+/**
+ * Cap on a request body. kube-apiserver answers 413 at 3 MiB (--max-request-bytes) and etcd's
+ * default value limit is 1.5 MiB; a status that large is a bug on our side long before that, and
+ * every write of it would cost the API server and etcd.
+ */
+export const DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024;
 /** TCP keep-alive probe delay: below the ~350 s idle cut of cloud load balancers with room to spare, and below undici's 60 s. */
 export const KEEPALIVE_INITIAL_DELAY_MS = 30_000;
 /**
@@ -48,6 +55,8 @@ export interface TransportOptions {
   timeoutMs?: number;
   /** Cap on a response body (default 10 MiB). */
   bodyLimitBytes?: number;
+  /** Cap on a request body (default 1 MiB): a larger one is a `RequestTooLargeError`, nothing sent. */
+  maxRequestBytes?: number;
   retry?: Partial<RetryPolicy>;
   logger?: Logger;
   /** Source of jitter in [0, 1); tests pass a seeded one. */
@@ -71,10 +80,17 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** Overrides the policy's overall deadline. */
   deadlineMs?: number;
+  /**
+   * Epoch ms by which the call this request belongs to must be over (a status update's GET,
+   * writes and conflict re-reads share one): the earlier of this and the deadline applies.
+   */
+  deadlineAt?: number | undefined;
 }
 
 export interface Transport {
   readonly server: string;
+  /** The retry policy's budget of one call, retries and waits included. */
+  readonly deadlineMs: number;
   /** Sends the request with the retry policy; resolves to the parsed JSON body (undefined when empty). */
   request(options: RequestOptions): Promise<unknown>;
   /** Releases the agent and its sockets. */
@@ -246,6 +262,7 @@ export function createTransport(options: TransportOptions): Transport {
   const policy: RetryPolicy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  const maxRequestBytes = options.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES;
   const logger = options.logger ?? silentLogger;
   const random = options.random ?? Math.random;
   const origin = options.server;
@@ -287,13 +304,20 @@ export function createTransport(options: TransportOptions): Transport {
 
   async function request(req: RequestOptions): Promise<unknown> {
     const started = Date.now();
-    const deadlineAt = started + (req.deadlineMs ?? policy.deadlineMs);
+    const target = { method: req.method, path: req.path };
+    const deadlineAt = Math.min(started + (req.deadlineMs ?? policy.deadlineMs), req.deadlineAt ?? Infinity);
     const idempotent = req.idempotent ?? req.method === 'GET';
     const payload = req.body === undefined ? undefined : JSON.stringify(req.body);
+    if (payload !== undefined) {
+      const bytes = Buffer.byteLength(payload, 'utf8');
+      if (bytes > maxRequestBytes) throw new RequestTooLargeError(bytes, maxRequestBytes, target);
+    }
     let reauthenticated = false;
     for (let retry = 0; ; ) {
-      if (req.signal?.aborted) throw new AbortedError('request aborted', { method: req.method, path: req.path });
+      if (req.signal?.aborted) throw new AbortedError('request aborted', target);
       const remaining = deadlineAt - Date.now();
+      // The call's deadline was spent before this request (by the GET or the writes before it).
+      if (remaining <= 0) throw new TimeoutError('no time left within the call\'s deadline', target);
       try {
         return await attempt(req, payload, Math.max(1, Math.min(req.timeoutMs ?? timeoutMs, remaining)));
       } catch (err) {
@@ -327,6 +351,7 @@ export function createTransport(options: TransportOptions): Transport {
 
   return {
     server: origin,
+    deadlineMs: policy.deadlineMs,
     request,
     async close() {
       if (ownDispatcher) await dispatcher.close();

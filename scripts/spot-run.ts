@@ -3,11 +3,12 @@
  * spot-run: the build pod's entrypoint. Runs shell steps one after another, each wrapped in a
  * status condition of the Build, and reports to the API server. No TypeScript needed by its user.
  * The command lives in scripts/spot-run/: options (flags, --help, the plan), run (the plan carried
- * out) and exit-codes (what each ending exits with).
+ * out), exit-codes (what each ending exits with) and ending (the failure line and the termination
+ * message).
  */
 import { startupSnapshot } from 'node:v8';
-import { redact } from '../lib/secrets.js';
 import { VERSION } from '../lib/version.js';
+import { endWithFailure } from './spot-run/ending.js';
 import { CommandFailure, ExitCodes } from './spot-run/exit-codes.js';
 import { HELP, parseOptions, planRun } from './spot-run/options.js';
 import { run } from './spot-run/run.js';
@@ -31,15 +32,8 @@ function start(argv: string[]): void {
       process.exitCode = code;
     },
     (err: unknown) => {
-      // Everything this prints passes the secret filter here, once.
-      if (err instanceof CommandFailure) {
-        process.stderr.write(`spot-run: ${redact(err.message)}\n`);
-        process.exitCode = err.exitCode;
-        return;
-      }
-      // Not an expected failure: a bug. Say so, with the stack, and fail like a failed step.
-      process.stderr.write(`spot-run: internal error (please report it): ${redact(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
-      process.exitCode = ExitCodes.Failed;
+      // A usage error (with where the output goes, once the flags that say so are parsed) or a bug.
+      process.exitCode = endWithFailure(err, err instanceof CommandFailure ? err.output : undefined);
     },
   );
 }

@@ -1661,8 +1661,12 @@ describe('npm run apiserver', { timeout: 60_000 }, () => {
     assert.deepEqual([running.exports.BUILD_REFERENCE, existsSync(dir)], ['workspace-a/sample-build', true]);
     assert.equal((await readFile(join(dir, 'serviceaccount', 'namespace'), 'utf8')), 'spot-system', 'the builder pod runs in spot-system');
     process.kill(-(running.child.pid ?? 0), 'SIGINT');
-    assert.equal(await running.exited, 0);
+    // npm received the SIGINT too: depending on which of the two handles it first, npm exits 0
+    // (its script did) or dies of the signal (null). The contract is the server's clean stop.
+    const code = await running.exited;
+    assert.ok(code === 0 || code === null, `npm exited ${code}`);
     await waitFor(() => !existsSync(dir), 5_000);
+    assert.match(running.stderr(), /# stopping \(SIGINT\)/, 'the server saw the Ctrl-C and stopped');
   });
 
   test('npm killed outright (SIGKILL): the orphaned server notices and still removes its temp dir', async () => {

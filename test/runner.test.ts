@@ -185,13 +185,15 @@ describe('interruption', { timeout: 15_000 }, () => {
     );
   });
 
-  test('already aborted: the first task never runs, its condition is Error/Terminated', async () => {
+  test('already aborted: nothing has started, so nothing is sent and nothing reported', async () => {
     const ref = newBuild('interrupt-early');
     let ran = false;
     const outcome = await runTasks(client, ref, [{ type: 'A', run: async () => void (ran = true) }], { signal: AbortSignal.abort('SIGTERM') });
     assert.equal(ran, false);
     assert.equal(outcome.exitCode, 143);
-    assert.equal(server.getBuild(ref.namespace, ref.name)!.status?.conditions?.[0]?.reason, 'Terminated');
+    assert.ok(outcome.outcome === 'interrupted' && outcome.type === undefined && !outcome.reported && outcome.build === undefined, JSON.stringify(outcome));
+    assert.deepEqual(requestsOf(ref), []);
+    assert.equal(server.getBuild(ref.namespace, ref.name)!.status, undefined);
   });
 });
 

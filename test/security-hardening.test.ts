@@ -288,6 +288,7 @@ function tasksOnly(file: string): Options {
   return {
     ref: buildRef('default', 'b1'), tasksFile: file, stepFlags: [], connection: {}, phaseField: undefined, resource: undefined,
     format: 'text', level: 'info', graceMs: 1, timeoutMs: 1, deadlineMs: 1, stepUser: undefined,
+    buildTimeoutSeconds: undefined, maskValues: [], output: { format: 'text', terminationLog: undefined },
   };
 }
 

@@ -132,10 +132,10 @@ describe('exit codes', () => {
 
   test('a run\'s ending: 0 done, 1 a step failed, 130/143 interrupted', () => {
     const outcomes: Array<[RunOutcome, number]> = [
-      [{ outcome: 'done', build, exitCode: 0 }, 0],
-      [{ outcome: 'failed', build, exitCode: 1, type: 'A', error: new Error('x') }, 1],
-      [{ outcome: 'interrupted', build, exitCode: 130, type: 'A', signal: 'SIGINT' }, 130],
-      [{ outcome: 'interrupted', build, exitCode: 143, type: undefined, signal: 'SIGTERM' }, 143],
+      [{ outcome: 'done', build, exitCode: 0, message: 'm', reported: true }, 0],
+      [{ outcome: 'failed', build, exitCode: 1, type: 'A', reason: 'StepFailed', message: 'm', error: new Error('x'), reported: true }, 1],
+      [{ outcome: 'interrupted', build, exitCode: 130, type: 'A', reason: 'Terminated', signal: 'SIGINT', message: 'm', reported: true }, 130],
+      [{ outcome: 'interrupted', build, exitCode: 143, type: undefined, reason: 'Terminated', signal: 'SIGTERM', message: 'm', reported: false }, 143],
     ];
     for (const [outcome, code] of outcomes) assert.equal(outcomeExitCode(outcome), code, outcome.outcome);
   });

@@ -120,7 +120,7 @@ describe('published Spot CRD: three steps that succeed', () => {
           },
         }));
         const outcome = await runTasks(client, ref, tasks);
-        assert.equal(outcome.build.status?.stage, 'Done');
+        assert.equal(outcome.build?.status?.stage, 'Done');
         assert.deepEqual(seen, [0, 1, 2].map(() => ({ stage: 'Running', pod: POD })));
         assert.equal(requests.length, 11);
       },
@@ -248,7 +248,7 @@ describe('the phase field', () => {
       ],
       async (client) => {
         const outcome = await runTasks(client, ref, [{ type: 'Testing', run: async () => {} }], { events: false, phaseField: 'stage' });
-        assert.equal(outcome.build.status?.stage, 'Done');
+        assert.equal(outcome.build?.status?.stage, 'Done');
       },
       OPTIONS,
     );

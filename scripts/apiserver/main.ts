@@ -188,7 +188,9 @@ function stopOnSignals(): { started(server: ApiServer): void } {
       },
     );
   };
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => stop(signal));
+  // `on`, not `once`: tsx's preflight exits the process at once when a signal finds no listener left,
+  // which would cut the asynchronous stop (and its removal of the credentials) short.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => stop(signal));
   // Unreferenced: the server keeps the process alive, not this check.
   const orphanCheck = setInterval(() => process.ppid !== parent && stop('parent process gone'), 500).unref();
   return {

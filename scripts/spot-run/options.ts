@@ -13,9 +13,11 @@ import { conditionTypeProblem } from '../../lib/conditions.js';
 import { parseBuildReference, shown, validateName } from '../../lib/names.js';
 import { parseResource, type BuildResource } from '../../lib/resource.js';
 import { duplicateTaskType } from '../../lib/runner.js';
+import { MIN_MASKED_LENGTH } from '../../lib/secrets.js';
 import { parseSteps, type StepSpec } from '../../lib/steps.js';
+import { DEFAULT_TERMINATION_LOG } from '../../lib/termination.js';
 import type { BuildRef } from '../../lib/types.js';
-import { CommandFailure, usageError } from './exit-codes.js';
+import { CommandFailure, usageError, type Output, type TerminationLogSetting } from './exit-codes.js';
 import { findJsonSyntaxFault } from './json-syntax.js';
 
 export const HELP = `Usage: spot-run [options]
@@ -29,8 +31,14 @@ Options:
   --build [NS/]NAME      the Build to report on (default: env BUILD_REFERENCE); without NS, the
                          pod's namespace (POD_NAMESPACE, else the service-account namespace file)
   --step "TYPE=COMMAND"  a step; TYPE is the condition type, COMMAND runs with sh -c (repeatable)
-  --tasks FILE           steps from a JSON file: [{"type", "command" | "argv", "timeoutSeconds"?, "env"?}]
-                         (its steps run before any --step)
+  --tasks FILE           steps from a JSON file: [{"type", "command" | "argv", "timeoutSeconds"?, "env"?}],
+                         or {"timeoutSeconds"?: N, "tasks": [...]} (its steps run before any --step)
+  --timeout SECONDS      the whole build's deadline: the running step is stopped and fails with
+                         reason Timeout (wins over the --tasks file's timeoutSeconds)
+  --mask-env NAME        redact the value of env NAME (6 characters or more) from step output,
+                         logs, condition and event messages (repeatable; also SPOT_MASK_ENV=A,B)
+  --termination-log PATH where the JSON summary of the run goes at exit (default
+                         /dev/termination-log when it is writable; '' for none)
   --server URL           out-of-cluster: the API server (http only to a loopback host)
   --token-file FILE      out-of-cluster: a bearer token file (re-read when it changes)
   --ca-file FILE         out-of-cluster: CA bundle to trust instead of the system roots
@@ -59,15 +67,17 @@ Environment:
                          token, ca.crt, namespace)
   POD_NAMESPACE          overrides the namespace file
   POD_NAME, HOSTNAME     reported as the events' reportingInstance
+  SPOT_MASK_ENV          comma-separated names of variables to mask, as --mask-env
   Steps get SPOT_RESULTS_DIR, a fresh folder: writing image-url, image-digest (sha256:...; else
   taken from an image-url ending @sha256:<64 hex>) and image-metadata (a JSON object of strings)
   there sets status.image in the same write that marks the step Success.
 
 Exit codes:
-  0    all steps succeeded (phase Done)
-  1    a step failed (phase Errored)
+  0    all steps succeeded and the Build's phase Done was written
+  1    a step failed (phase Errored), or the build's --timeout passed
   2    usage or configuration error (nothing was sent)
-  3    the API server would not take the report (unreachable after retries, 401/403, Build not found)
+  3    the API server would not take the report (unreachable after retries, 401/403, Build not
+       found or replaced by another of the same name)
   130  interrupted by SIGINT
   143  interrupted by SIGTERM (pod deletion)
 `;
@@ -88,6 +98,9 @@ export const OPTIONS = {
   'api-timeout': { type: 'string' },
   'api-deadline': { type: 'string' },
   'step-user': { type: 'string' },
+  timeout: { type: 'string' },
+  'mask-env': { type: 'string', multiple: true },
+  'termination-log': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
@@ -123,6 +136,12 @@ export interface Options {
   timeoutMs: number;
   deadlineMs: number;
   stepUser: StepUser | undefined;
+  /** --timeout: the whole build's deadline, in seconds. */
+  buildTimeoutSeconds: number | undefined;
+  /** Values of the --mask-env / SPOT_MASK_ENV variables that are set (each 6 characters or more). */
+  maskValues: string[];
+  /** Where the log lines and the termination message go. */
+  output: Output;
 }
 
 /** Options with the steps to run, all of them known. */
@@ -134,12 +153,69 @@ export type Command = { action: 'help' } | { action: 'version' } | { action: 'ru
 
 const LOG_LEVELS: readonly string[] = ['debug', 'info', 'warn', 'error'];
 
-/** `--grace 2.5` as 2500 ms; absent, the default. */
-function durationFlag(value: string | undefined, flag: string, defaultSeconds: number): number {
-  if (value === undefined) return defaultSeconds * 1000;
+/** `--timeout 2.5` as 2.5; absent, undefined. */
+function secondsFlag(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
   const n = Number(value);
   if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw usageError(`${flag} must be a positive number of seconds, got ${shown(value)}`);
-  return n * 1000;
+  return n;
+}
+
+/** `--grace 2.5` as 2500 ms; absent, the default. */
+function durationFlag(value: string | undefined, flag: string, defaultSeconds: number): number {
+  return (secondsFlag(value, flag) ?? defaultSeconds) * 1000;
+}
+
+/** --termination-log: a path; absent, the kubelet's default file if it is writable then; '' for none. */
+function terminationLogSetting(value: string | undefined): TerminationLogSetting | undefined {
+  if (value === undefined) return { path: DEFAULT_TERMINATION_LOG, ifWritable: true };
+  return value === '' ? undefined : { path: value, ifWritable: false };
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * The values to mask: of each variable named by --mask-env and SPOT_MASK_ENV that is set. A short
+ * value would mask ordinary text everywhere (and say little about the secret), so it is refused.
+ */
+function maskValues(flags: readonly string[], env: Record<string, string | undefined>): string[] {
+  const named: Array<[name: string, source: string]> = [
+    ...flags.map((name): [string, string] => [name, '--mask-env']),
+    ...(env.SPOT_MASK_ENV ?? '')
+      .split(',')
+      .map((n) => n.trim())
+      .filter((n) => n !== '')
+      .map((name): [string, string] => [name, 'SPOT_MASK_ENV']),
+  ];
+  const values: string[] = [];
+  for (const [name, source] of named) {
+    if (!ENV_NAME.test(name)) throw usageError(`${source} names ${shown(name)}, which is not an environment variable name`);
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    if (value.length < MIN_MASKED_LENGTH) {
+      throw usageError(
+        `${source} names ${name}, whose value is shorter than ${MIN_MASKED_LENGTH} characters: too short to mask without hiding ordinary text; give it a longer value or stop masking it`,
+      );
+    }
+    values.push(value);
+  }
+  return values;
+}
+
+/** Runs `parse`; a usage error it throws learns where the command's output goes, known from here on. */
+function withOutput<T>(output: Output, parse: () => T): T {
+  try {
+    const result = parse();
+    if (result instanceof Promise) return result.catch((err: unknown) => Promise.reject(attachOutput(err, output))) as T;
+    return result;
+  } catch (err) {
+    throw attachOutput(err, output);
+  }
+}
+
+function attachOutput(err: unknown, output: Output): unknown {
+  if (err instanceof CommandFailure) err.output ??= output;
+  return err;
 }
 
 /** `--step "TYPE=COMMAND"` as a step. */
@@ -222,13 +298,24 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
     seen.set(t.name, t.value);
   }
 
+  // From here on every failure is reported in the requested format and to the termination log.
+  const output: Output = { format: 'text', terminationLog: terminationLogSetting(values['termination-log']) };
+  return withOutput(output, () => parseRunOptions(values, env, output));
+}
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; tokens: true }>>['values'];
+
+function parseRunOptions(values: Values, env: Record<string, string | undefined>, output: Output): Command {
   const format = (values['log-format'] ?? 'text') as LogFormat;
   if (format !== 'text' && format !== 'json') throw usageError(`--log-format must be text or json, got ${shown(format)}`);
+  output.format = format;
   const level = (values['log-level'] ?? 'info') as LogLevel;
   if (!LOG_LEVELS.includes(level)) throw usageError(`--log-level must be debug, info, warn or error, got ${shown(level)}`);
   const graceMs = durationFlag(values.grace, '--grace', 10);
   const timeoutMs = durationFlag(values['api-timeout'], '--api-timeout', 30);
   const deadlineMs = durationFlag(values['api-deadline'], '--api-deadline', 60);
+  const buildTimeoutSeconds = secondsFlag(values.timeout, '--timeout');
+  const masked = maskValues(values['mask-env'] ?? [], env);
   if (values.server === undefined && (values['token-file'] !== undefined || values['ca-file'] !== undefined)) {
     throw usageError('--token-file and --ca-file go with --server (in a pod the service-account folder is used)');
   }
@@ -256,7 +343,23 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
   const stepFlags = (values.step ?? []).map(parseStepFlag);
   return {
     action: 'run',
-    options: { ref, tasksFile: values.tasks, stepFlags, connection, phaseField, resource, format, level, graceMs, timeoutMs, deadlineMs, stepUser },
+    options: {
+      ref,
+      tasksFile: values.tasks,
+      stepFlags,
+      connection,
+      phaseField,
+      resource,
+      format,
+      level,
+      graceMs,
+      timeoutMs,
+      deadlineMs,
+      stepUser,
+      buildTimeoutSeconds,
+      maskValues: masked,
+      output,
+    },
   };
 }
 
@@ -280,7 +383,27 @@ function buildFlag(flag: string | undefined, fromEnv: string | undefined): Build
   }
 }
 
-async function readTasksFile(file: string): Promise<StepSpec[]> {
+/** What a --tasks file holds: its steps, and the build's deadline when it sets one. */
+interface TasksFile {
+  steps: StepSpec[];
+  timeoutSeconds: number | undefined;
+}
+
+/** A list of steps, or `{ "timeoutSeconds"?: N, "tasks": [...] }`. */
+function parseTasksFile(json: unknown, file: string): TasksFile {
+  const source = `--tasks file ${file}`;
+  if (!json || typeof json !== 'object' || Array.isArray(json)) return { steps: parseSteps(json, source), timeoutSeconds: undefined };
+  const { tasks, timeoutSeconds, ...rest } = json as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length) throw new TypeError(`${source} has unknown field ${shown(unknown[0]!)} (expected "tasks" and "timeoutSeconds")`);
+  if (tasks === undefined) throw new TypeError(`${source} needs "tasks", the list of steps`);
+  if (timeoutSeconds !== undefined && !(typeof timeoutSeconds === 'number' && timeoutSeconds > 0 && Number.isFinite(timeoutSeconds))) {
+    throw new TypeError(`${source}: "timeoutSeconds" must be a positive number`);
+  }
+  return { steps: parseSteps(tasks, source), timeoutSeconds: timeoutSeconds as number | undefined };
+}
+
+async function readTasksFile(file: string): Promise<TasksFile> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -295,17 +418,17 @@ async function readTasksFile(file: string): Promise<StepSpec[]> {
     const fault = findJsonSyntaxFault(text);
     throw usageError(`--tasks file ${file} is not valid JSON${fault ? `: line ${fault.line}, column ${fault.column}: ${fault.cause}` : ''}`);
   }
-  let steps: StepSpec[];
+  let parsed: TasksFile;
   try {
-    steps = parseSteps(json, `--tasks file ${file}`);
+    parsed = parseTasksFile(json, file);
   } catch (err) {
     throw usageError((err as Error).message);
   }
-  steps.forEach((step, i) => {
+  parsed.steps.forEach((step, i) => {
     const problem = conditionTypeProblem(step.type);
     if (problem) throw usageError(`--tasks file ${file} step ${i + 1}: "type" ${problem}`);
   });
-  return steps;
+  return parsed;
 }
 
 /**
@@ -322,15 +445,19 @@ async function canSwitchUser(): Promise<boolean | undefined> {
   }
 }
 
-/** The steps to run: the --tasks file's, then the --step flags'; at least one, each type once. */
-export async function planRun(options: Options): Promise<Plan> {
-  const { tasksFile, stepFlags, ...rest } = options;
-  const steps = [...(tasksFile !== undefined ? await readTasksFile(tasksFile) : []), ...stepFlags];
-  if (steps.length === 0) throw usageError('no steps: pass --step "TYPE=COMMAND" or --tasks FILE');
-  const duplicate = duplicateTaskType(steps.map((s) => s.type));
-  if (duplicate !== undefined) throw usageError(`duplicate step type ${JSON.stringify(duplicate)}: each step is its own condition and needs its own type`);
-  if (options.stepUser && (await canSwitchUser()) === false) {
-    throw usageError(`--step-user needs spot-run to run as root or with CAP_SETUID, CAP_SETGID and CAP_CHOWN (it runs as user ${process.getuid?.()} without them)`);
-  }
-  return { ...rest, steps };
+/** The steps to run: the --tasks file's, then the --step flags'; at least one, each type once; the build's deadline. */
+export function planRun(options: Options): Promise<Plan> {
+  return withOutput(options.output, async () => {
+    const { tasksFile, stepFlags, ...rest } = options;
+    const file = tasksFile !== undefined ? await readTasksFile(tasksFile) : undefined;
+    const steps = [...(file?.steps ?? []), ...stepFlags];
+    if (steps.length === 0) throw usageError('no steps: pass --step "TYPE=COMMAND" or --tasks FILE');
+    const duplicate = duplicateTaskType(steps.map((s) => s.type));
+    if (duplicate !== undefined) throw usageError(`duplicate step type ${JSON.stringify(duplicate)}: each step is its own condition and needs its own type`);
+    if (options.stepUser && (await canSwitchUser()) === false) {
+      throw usageError(`--step-user needs spot-run to run as root or with CAP_SETUID, CAP_SETGID and CAP_CHOWN (it runs as user ${process.getuid?.()} without them)`);
+    }
+    // The command line wins over the file.
+    return { ...rest, steps, buildTimeoutSeconds: rest.buildTimeoutSeconds ?? file?.timeoutSeconds };
+  });
 }

@@ -1,33 +1,62 @@
 /**
  * Carries out a plan: configuration, client, the steps as runner tasks, and what the end of the
- * run means for the exit code. Resolves to the exit code; throws a `CommandFailure` for a failure
- * that gets one line on stderr, and anything else for a bug.
+ * run means for the exit code. Resolves to the exit code, having told every ending that is not a
+ * plain success in one line on stderr, and every ending in the termination message.
  */
-import { clientFromConfig, type SpotClient } from '../../lib/client.js';
 import { stat } from 'node:fs/promises';
+import type { CallOptions, UpdateOptions } from '../../lib/builds.js';
+import { clientFromConfig, type SpotClient } from '../../lib/client.js';
 import { loadConfig } from '../../lib/config.js';
-import { isSpotError } from '../../lib/errors.js';
+import { isBuildReplaced, isSpotError } from '../../lib/errors.js';
+import { createLogger, type Logger } from '../../lib/log.js';
 import { buildRef } from '../../lib/names.js';
 import { isTlsFailure } from '../../lib/retry.js';
 import { FileTokenSource } from '../../lib/token.js';
 import type { BuildRef } from '../../lib/types.js';
-import { createLogger, type Logger } from '../../lib/log.js';
-import { reportFatalError, runTasks } from '../../lib/runner.js';
-import { redact } from '../../lib/secrets.js';
-import { stepTask } from '../../lib/steps.js';
+import { handleStopSignals, reportFatalError, runTasks, type BuildClient, type RunProgress } from '../../lib/runner.js';
+import { redact, registerMaskedValue } from '../../lib/secrets.js';
+import { stepTask, type StepOptions } from '../../lib/steps.js';
+import { summarizeForcedExit, summarizeOutcome } from '../../lib/termination.js';
 import { preferLowMemoryWasm } from '../../lib/undici.js';
 import { VERSION } from '../../lib/version.js';
+import { endWithFailure, writeTermination } from './ending.js';
 import { classifyReportFailure, CommandFailure, ExitCodes, outcomeExitCode } from './exit-codes.js';
 import type { NameOnlyRef, Plan, StepUser } from './options.js';
 
 /** The fatal path's budget: within the grace period, and never more than 10 s. */
 const MAX_FATAL_REPORT_MS = 10_000;
+/** Less than this left of the failed call's --api-deadline: the fatal path is not tried. */
+const MIN_FATAL_REPORT_MS = 200;
 
 export async function run(plan: Plan): Promise<number> {
+  // Before anything can print: the values are masked from the first line on.
+  for (const value of plan.maskValues) registerMaskedValue(value);
   // This process sends a few dozen requests: the baseline compiler parses them just as well, and
   // spares the build pod ~35 MiB and the wait for background compilation at exit.
   preferLowMemoryWasm();
   const log = createLogger({ format: plan.format, level: plan.level });
+  const progress: RunProgress = { build: undefined, task: undefined };
+  // Installed first, so a signal at any point (reading the configuration included) is answered.
+  const controller = new AbortController();
+  const dispose = handleStopSignals(controller, {
+    graceMs: plan.graceMs,
+    log,
+    exit: (code) => {
+      // A second signal, or the grace period over: the message still says the run was interrupted, and in which task.
+      writeTermination(plan.output, summarizeForcedExit(code, progress.task));
+      process.exit(code);
+    },
+  });
+  try {
+    return await carryOut(plan, log, controller.signal, progress);
+  } catch (err) {
+    return endWithFailure(err, plan.output, { task: progress.task });
+  } finally {
+    dispose();
+  }
+}
+
+async function carryOut(plan: Plan, log: Logger, signal: AbortSignal, progress: RunProgress): Promise<number> {
   if (plan.connection.server === undefined && !(process.env.KUBERNETES_SERVICE_HOST && process.env.KUBERNETES_SERVICE_PORT)) {
     throw new CommandFailure(
       ExitCodes.Usage,
@@ -50,44 +79,98 @@ export async function run(plan: Plan): Promise<number> {
     ...(plan.phaseField ? { phaseField: plan.phaseField } : {}),
     ...(plan.resource ? { resource: plan.resource } : {}),
   });
-  // In JSON mode a step's output lines are log objects too, so a log pipeline sees one format.
-  // The line is redacted before it is serialised (JSON would escape a secret's quote or backslash).
-  const formatLine =
-    plan.format === 'json'
-      ? (step: string, stream: 'stdout' | 'stderr', line: string) =>
-          JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: redact(line), step, stream })
-      : undefined;
-  // A step that ignores SIGTERM gets SIGKILL after killGraceMs: that must land well inside the grace
-  // period, or the run is force-exited before it can report the interruption.
-  const tasks = plan.steps.map((s) =>
-    stepTask(s, { killGraceMs: Math.min(5_000, plan.graceMs / 2), ...(formatLine ? { formatLine } : {}), ...(plan.stepUser ? { user: plan.stepUser } : {}) }),
-  );
-  log.info(`spot-run ${VERSION}: Build ${ref.namespace}/${ref.name}, ${tasks.length} step${tasks.length === 1 ? '' : 's'}`, {
+  const calls = boundedCalls(client, plan.deadlineMs);
+  log.info(`spot-run ${VERSION}: Build ${ref.namespace}/${ref.name}, ${plan.steps.length} step${plan.steps.length === 1 ? '' : 's'}`, {
     server: config.server,
   });
 
   try {
-    const outcome = await runTasks(client, ref, tasks, { log, handleSignals: true, graceMs: plan.graceMs });
-    if (outcome.outcome === 'failed') log.error(`step ${JSON.stringify(outcome.type)} failed: build Errored`);
-    if (outcome.outcome === 'interrupted') log.warn(`interrupted by ${outcome.signal}: build Errored`);
-    return outcomeExitCode(outcome);
+    const options = stepOptions(plan);
+    const outcome = await runTasks(calls, ref, plan.steps.map((s) => stepTask(s, options)), {
+      log,
+      signal,
+      graceMs: plan.graceMs,
+      onProgress: (p) => Object.assign(progress, p),
+    });
+    if (outcome.outcome === 'interrupted') log.warn(`interrupted by ${outcome.signal}: build Errored${outcome.reported ? '' : ' (not reported)'}`);
+    const exitCode = outcomeExitCode(outcome);
+    writeTermination(plan.output, { ...summarizeOutcome(outcome), exitCode });
+    return exitCode;
   } catch (err) {
-    return await reportFailed(err, client, ref, plan, log);
+    return await reportFailed(err, client, calls, ref, plan, log, progress);
   } finally {
     await client.close().catch(() => {});
   }
 }
 
-/** The run could not be reported: say why, and when another answer is possible, try the fatal path once. */
-async function reportFailed(err: unknown, client: SpotClient, ref: BuildRef, plan: Plan, log: Logger): Promise<number> {
+/** What every step shares; the whole build's deadline starts counting here. */
+function stepOptions(plan: Plan): StepOptions {
+  // In JSON mode a step's output lines are log objects too, so a log pipeline sees one format.
+  // Each line is redacted before it is escaped: a masked value holding a quote would not match after.
+  const formatLine =
+    plan.format === 'json'
+      ? (step: string, stream: 'stdout' | 'stderr', line: string) =>
+          JSON.stringify({ time: new Date().toISOString(), level: 'info', msg: redact(line), step, stream })
+      : undefined;
+  const seconds = plan.buildTimeoutSeconds;
+  return {
+    // A step that ignores SIGTERM gets SIGKILL after killGraceMs: that must land well inside the
+    // grace period, or the run is force-exited before it can report the interruption.
+    killGraceMs: Math.min(5_000, plan.graceMs / 2),
+    ...(formatLine ? { formatLine } : {}),
+    ...(plan.stepUser ? { user: plan.stepUser } : {}),
+    ...(seconds !== undefined ? { deadline: { signal: AbortSignal.timeout(seconds * 1000), seconds } } : {}),
+  };
+}
+
+/**
+ * The client as the runner sees it, each call bounded by --api-deadline from its start (its GET,
+ * writes, conflict re-reads and retries together), remembering when the last call had to end: the
+ * failure report that may follow a failed call comes out of the same budget.
+ */
+function boundedCalls(client: SpotClient, deadlineMs: number): BuildClient & { remainingMs(): number } {
+  let deadlineAt = Infinity;
+  const bound = <T extends CallOptions>(options: T | undefined): T => {
+    deadlineAt = Date.now() + deadlineMs;
+    return { ...options, deadlineAt } as T;
+  };
+  return {
+    phaseField: client.phaseField,
+    getBuild: (ref, options) => client.getBuild(ref, bound(options)),
+    updateBuildStatus: (ref, mutate, options?: UpdateOptions) => client.updateBuildStatus(ref, mutate, bound(options)),
+    recordEvent: (build, event, options) => client.recordEvent(build, event, options),
+    remainingMs: () => deadlineAt - Date.now(),
+  };
+}
+
+/**
+ * The run could not be reported: say why in one line, and when another answer is possible, try
+ * the fatal path once within what is left of the failed call's budget.
+ */
+async function reportFailed(
+  err: unknown,
+  client: SpotClient,
+  calls: { remainingMs(): number },
+  ref: BuildRef,
+  plan: Plan,
+  log: Logger,
+  progress: RunProgress,
+): Promise<number> {
   const kind = classifyReportFailure(err);
   if (kind === 'bug') throw err;
-  const summary = `cannot report Build ${ref.namespace}/${ref.name} to the API server at ${client.server}: ${(err as Error).message}${tlsHint(err, plan)}`;
-  if (kind === 'config') throw new CommandFailure(ExitCodes.Usage, summary);
-  if (kind === 'final') throw new CommandFailure(ExitCodes.ReportFailed, summary);
-  log.error(summary);
-  await reportFatalError(client, ref, err, { log, deadlineMs: Math.min(plan.graceMs, MAX_FATAL_REPORT_MS) });
-  return ExitCodes.ReportFailed;
+  const cause = isBuildReplaced(err)
+    ? `${err.message}; this run stops and writes nothing to the new Build`
+    : `cannot report Build ${ref.namespace}/${ref.name} to the API server at ${client.server}: ${(err as Error).message}${tlsHint(err, plan)}`;
+  const context = { task: progress.task };
+  if (kind === 'config') return endWithFailure(new CommandFailure(ExitCodes.Usage, cause), plan.output, context);
+  if (kind === 'final') return endWithFailure(new CommandFailure(ExitCodes.ReportFailed, cause), plan.output, context);
+  const budget = Math.min(plan.graceMs, MAX_FATAL_REPORT_MS, calls.remainingMs());
+  if (budget < MIN_FATAL_REPORT_MS) {
+    return endWithFailure(new CommandFailure(ExitCodes.ReportFailed, `${cause}; not recorded on the Build (the --api-deadline was spent)`), plan.output, context);
+  }
+  const fatal = await reportFatalError(client, ref, err, { log, deadlineMs: budget, uid: progress.build?.metadata.uid });
+  const line = fatal.recorded ? `${cause}; the failure is recorded on the Build` : `${cause}; recording the failure on the Build failed too: ${fatal.error.message}`;
+  return endWithFailure(new CommandFailure(ExitCodes.ReportFailed, line), plan.output, { ...context, reported: fatal.recorded });
 }
 
 /** The Build with its namespace: `--build NAME` means the pod's namespace, as kubectl reads it. */
