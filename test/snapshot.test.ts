@@ -126,7 +126,7 @@ describe('spot-run from a V8 startup snapshot', { timeout: 120_000 }, () => {
       ['Pushing Image', ''],
     ]);
     assert.equal(server.getBuild(server.namespace, 'snap-fail')?.status?.phase, 'Errored');
-    assert.match(r.stderr, /step "Building Image" failed: build Errored/);
+    assert.match(r.stderr, /ERROR \[1\/2\] Building Image failed after \d+\.\ds reason=StepFailed /);
   });
 
   test('SIGTERM while a step runs: the step stopped, the build reported, exit 143', async () => {
