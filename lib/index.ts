@@ -64,7 +64,8 @@ export {
   type StopSignal,
   type BuildClient,
 } from './runner.js';
-export { stepTask, runStep, parseSteps, imageDigest, RESULT_FILES, type StepSpec, type StepOptions } from './steps.js';
+export { stepTask, runStep, parseSteps, type StepSpec, type StepOptions } from './steps.js';
+export { imageDigest, imageFromResults, MAX_RESULT_BYTES, RESULT_FILES, type ResultFiles } from './results.js';
 export { parseBuildReference, buildRefFromParts, formatBuildReference, buildRef, validateName, validateNamespace } from './names.js';
 export { DEFAULT_RESOURCE, parseResource, formatResource, apiVersionOf, validateResource, type BuildResource } from './resource.js';
 export {
@@ -97,4 +98,5 @@ export { createLogger, silentLogger, type Logger, type LogLevel, type LogFormat,
 export { redact, registerMaskedValue, MIN_MASKED_LENGTH } from './secrets.js';
 export { VERSION } from './version.js';
 export { preferLowMemoryWasm } from './undici.js';
+export { preferSmallYoungGeneration } from './output.js';
 export * from './types.js';

@@ -23,6 +23,12 @@ export interface RetryPolicy {
   maxRetryAfterMs: number;
   /** Overall budget of one call, retries and waits included. */
   deadlineMs: number;
+  /**
+   * A retry is made only when at least this much of the deadline is left after its wait: an
+   * attempt squeezed into the deadline's last milliseconds can only time out, and its TimeoutError
+   * would replace the answer that says what went wrong (a 503, a 429).
+   */
+  minAttemptMs: number;
 }
 
 export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = Object.freeze({
@@ -31,6 +37,7 @@ export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = Object.freeze({
   maxDelayMs: 8_000,
   maxRetryAfterMs: 30_000,
   deadlineMs: 60_000,
+  minAttemptMs: 100,
 });
 
 export type AttemptFailure =

@@ -21,10 +21,21 @@ const MAX_SECRETS = 16;
 const masked = new Set<string>();
 /** Both kinds, longest first (see redact). */
 let longestFirst: string[] = [];
+/** The same again as their UTF-8 bytes, one latin1 character per byte (see secretBytes). */
+let longestFirstBytes: string[] = [];
 
 function reorder(): void {
   // Longest first: a secret that contains a shorter one must not be left half shown.
   longestFirst = [...new Set([...secrets, ...masked])].sort((a, b) => b.length - a.length);
+  longestFirstBytes = longestFirst.map((v) => Buffer.from(v, 'utf8').toString('latin1')).sort((a, b) => b.length - a.length);
+}
+
+/**
+ * The secrets and masked values as byte strings (each character one byte of the value's UTF-8),
+ * longest first: what redacts step output as it streams by (output.ts), which never decodes it.
+ */
+export function secretBytes(): readonly string[] {
+  return longestFirstBytes;
 }
 
 /** Registers a credential of this process: never printed, never passed to a step. Short values are ignored (they would mask noise). */
@@ -38,7 +49,7 @@ export function registerSecret(value: string): void {
 /**
  * Registers a value that steps may hold but nothing this process writes may show (live step
  * output, logs, condition and event messages, the termination message). A multi-line value is
- * masked whole and line by line, since output is redacted a line at a time. Throws a RangeError
+ * masked whole and line by line, since its lines may be shown apart (the last lines of a tail). Throws a RangeError
  * for a value under MIN_MASKED_LENGTH characters.
  */
 export function registerMaskedValue(value: string): void {

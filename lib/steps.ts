@@ -1,19 +1,20 @@
 /**
  * Steps: a shell command or an argv as a runner task, for `spot-run` and for any build program
  * that runs tools. Each step is a child process in its own process group, its output streamed live
- * with a prefix, the tail of its stderr kept (bounded) for the failure message, a per-step
- * timeout, and a results folder through which it hands back what it produced.
+ * with a prefix and redacted (output.ts), the tail of its stderr kept (bounded) for the failure
+ * message, a per-step timeout, and a results folder through which it hands back what it produced
+ * (results.ts).
  */
 import { spawn } from 'node:child_process';
-import { chown, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chown, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { AbortedError, TaskFailure } from './errors.js';
 import type { Logger } from './log.js';
-import { containsSecret, redact } from './secrets.js';
+import { lineByLineFormat, prefixFormat, relayOutput, TailBuffer, type LineFormat } from './output.js';
+import { folderIdentity, readResults } from './results.js';
+import { containsSecret } from './secrets.js';
 import type { Task, TaskResult } from './runner.js';
-import type { BuildStatus } from './types.js';
 
 export interface StepSpec {
   /** Condition type, e.g. `Building Image`. */
@@ -53,88 +54,9 @@ export interface StepOptions {
   user?: { uid: number; gid: number };
 }
 
-export const RESULT_FILES = Object.freeze({ imageUrl: 'image-url', imageDigest: 'image-digest', imageMetadata: 'image-metadata' });
+export { TailBuffer } from './output.js';
 
-/** An OCI content digest, `algorithm:encoded` (image-spec descriptor.md). */
-const DIGEST = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
-/** A reference pinned by digest, `...@sha256:<64 hex>`, as registries and `docker push` print it. */
-const PINNED_SHA256 = /@(sha256:[0-9a-f]{64})$/;
-
-/**
- * The image digest a step reported: its `image-digest` file (trimmed) when it wrote one, else the
- * digest an `image-url` pinned by `@sha256:<64 hex>` ends with, else undefined. Throws a
- * `TaskFailure` when the file holds something that is not a digest.
- */
-export function imageDigest(url: string | undefined, digestFile: string | undefined, type: string): string | undefined {
-  const given = digestFile?.trim();
-  if (given) {
-    if (!DIGEST.test(given)) throw new TaskFailure('InvalidResult', `${type} wrote ${RESULT_FILES.imageDigest}, which must be a digest such as sha256:<64 hex>`);
-    return given;
-  }
-  return url?.trim().match(PINNED_SHA256)?.[1];
-}
-
-/**
- * The last lines of a stream, bounded in lines and bytes whatever the stream's size. It goes into
- * the Build's condition and a Warning event, so it is redacted here, line by line as it comes in:
- * no secret of ours may ride along.
- */
-export class TailBuffer {
-  #lines: string[] = [];
-  #partial = '';
-  constructor(
-    private readonly maxLines = 20,
-    private readonly maxBytes = 2048,
-  ) {}
-
-  push(text: string): void {
-    const parts = (this.#partial + text).split('\n');
-    this.#partial = parts.pop()!.slice(-this.maxBytes);
-    for (const line of parts) {
-      // Blank lines would push real ones out of the tail and are dropped from text() anyway.
-      if (line.trim() === '') continue;
-      // Redacted whole, before any cut: a secret cut in half by the bound would no longer match.
-      const clean = redact(line);
-      this.#lines.push(clean.length > this.maxBytes ? `...${clean.slice(-this.maxBytes)}` : clean);
-      if (this.#lines.length > this.maxLines) this.#lines.shift();
-    }
-  }
-
-  /** The kept tail, trimmed to the byte bound from the end. */
-  text(): string {
-    const all = [...this.#lines, ...(this.#partial ? [redact(this.#partial)] : [])].filter((l) => l.trim() !== '');
-    let out = all.slice(-this.maxLines).join('\n');
-    if (Buffer.byteLength(out) > this.maxBytes) out = `...${lastBytes(out, this.maxBytes)}`;
-    return out;
-  }
-}
-
-/** The end of `text` within `limit` UTF-8 bytes, starting on a character boundary. */
-function lastBytes(text: string, limit: number): string {
-  const bytes = Buffer.from(text, 'utf8');
-  // A cut inside a character decodes to U+FFFD at the start: drop it.
-  return bytes.subarray(Math.max(0, bytes.length - limit)).toString('utf8').replace(/^\uFFFD+/, '');
-}
-
-/** Splits a byte stream into lines and writes each as `format` makes it; overlong lines are cut, not buffered. */
-function lineWriter(format: (line: string) => string, write: (text: string) => void, maxLine = 64 * 1024): { push(chunk: string): void; end(): void } {
-  let partial = '';
-  return {
-    push(chunk) {
-      const parts = (partial + chunk).split('\n');
-      partial = parts.pop()!;
-      if (partial.length > maxLine) {
-        parts.push(partial);
-        partial = '';
-      }
-      if (parts.length) write(parts.map((l) => `${format(l)}\n`).join(''));
-    },
-    end() {
-      if (partial) write(`${format(partial)}\n`);
-      partial = '';
-    },
-  };
-}
+export { imageDigest, RESULT_FILES } from './results.js';
 
 /** `[TYPE] line`, how a step's output shows in text logs. */
 export function prefixLine(type: string, _stream: 'stdout' | 'stderr', line: string): string {
@@ -146,29 +68,6 @@ function stepEnv(spec: StepSpec, resultsDir: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !containsSecret(v)) env[k] = v;
   return { ...env, ...spec.env, SPOT_RESULTS_DIR: resultsDir, SPOT_STEP: spec.type };
-}
-
-async function readResults(dir: string, type: string): Promise<Partial<BuildStatus> | undefined> {
-  const read = (name: string) => readFile(join(dir, name), 'utf8').catch(() => undefined);
-  const [url, digestFile, metadata] = await Promise.all([read(RESULT_FILES.imageUrl), read(RESULT_FILES.imageDigest), read(RESULT_FILES.imageMetadata)]);
-  if (url === undefined && digestFile === undefined && metadata === undefined) return undefined;
-  const image: NonNullable<BuildStatus['image']> = {};
-  if (url !== undefined && url.trim() !== '') image.url = url.trim();
-  const digest = imageDigest(url, digestFile, type);
-  if (digest !== undefined) image.digest = digest;
-  if (metadata !== undefined && metadata.trim() !== '') {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(metadata);
-    } catch {
-      parsed = undefined;
-    }
-    if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed) || !Object.values(parsed).every((v) => typeof v === 'string')) {
-      throw new TaskFailure('InvalidResult', `${type} wrote ${RESULT_FILES.imageMetadata}, which must be a JSON object of strings`);
-    }
-    image.metadata = parsed as Record<string, string>;
-  }
-  return Object.keys(image).length ? { image } : undefined;
 }
 
 function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
@@ -203,8 +102,9 @@ export async function runStep(spec: StepSpec, signal: AbortSignal, log: Logger, 
   const resultsDir = await mkdtemp(join(options.resultsParent ?? tmpdir(), 'spot-results-'));
   try {
     if (options.user) await chown(resultsDir, options.user.uid, options.user.gid);
+    const identity = await folderIdentity(resultsDir);
     await execute(spec, resultsDir, signal, log, options);
-    const status = await readResults(resultsDir, spec.type);
+    const status = await readResults(resultsDir, spec.type, identity);
     return status ? { status } : {};
   } finally {
     await rm(resultsDir, { recursive: true, force: true });
@@ -214,21 +114,12 @@ export async function runStep(spec: StepSpec, signal: AbortSignal, log: Logger, 
 function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: Logger, options: StepOptions): Promise<void> {
   const [file, args] = spec.argv ? [spec.argv[0]!, spec.argv.slice(1)] : ['sh', ['-c', spec.command ?? '']];
   const killGraceMs = options.killGraceMs ?? 5_000;
-  // Our stdout and stderr are pipes to the container runtime, and Node writes to pipes
-  // asynchronously: when the step writes faster than they are read, the step's stream is paused
-  // until ours drains, or its output would pile up in our memory without bound.
-  const sources: { stdout?: Readable; stderr?: Readable } = {};
-  const relay = (name: 'stdout' | 'stderr') => (text: string) => {
-    const sink = process[name];
-    const source = sources[name];
-    if (!sink.write(redact(text)) && source && !source.isPaused()) {
-      source.pause();
-      sink.once('drain', () => source.resume());
-    }
+  const format = (stream: 'stdout' | 'stderr'): LineFormat => {
+    const custom = options.formatLine;
+    return custom === undefined || custom === prefixLine
+      ? prefixFormat(prefixLine(spec.type, stream, ''))
+      : lineByLineFormat((line) => custom(spec.type, stream, line));
   };
-  const format = options.formatLine ?? prefixLine;
-  const out = lineWriter((l) => format(spec.type, 'stdout', l), options.stdout ?? relay('stdout'));
-  const err = lineWriter((l) => format(spec.type, 'stderr', l), options.stderr ?? relay('stderr'));
   const tail = new TailBuffer(options.tailLines ?? 20, options.tailBytes ?? 2048);
 
   return new Promise<void>((resolve, reject) => {
@@ -241,13 +132,11 @@ function execute(spec: StepSpec, resultsDir: string, signal: AbortSignal, log: L
     // detached: its own process group, so a stop reaches the step's children too.
     const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: stepEnv(spec, resultsDir), ...options.user });
     trackGroup(child.pid);
-    sources.stdout = child.stdout;
-    sources.stderr = child.stderr;
-    child.stdout.setEncoding('utf8').on('data', (c: string) => out.push(c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => {
-      err.push(c);
-      tail.push(c);
-    });
+    // Our stdout and stderr are pipes to the container runtime: when the step writes faster than
+    // they are read, relayOutput pauses the step's stream until ours drains, so its output never
+    // piles up in our memory.
+    const out = relayOutput(child.stdout, format('stdout'), options.stdout ?? process.stdout);
+    const err = relayOutput(child.stderr, format('stderr'), options.stderr ?? process.stderr, tail);
 
     let stopped: { reason: 'Timeout' | 'Aborted'; at: number } | undefined;
     let killTimer: NodeJS.Timeout | undefined;

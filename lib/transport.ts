@@ -331,7 +331,7 @@ export function createTransport(options: TransportOptions): Transport {
         }
         const failure = classify(err);
         const delay = failure && retryDelay(policy, retry, failure, idempotent, random());
-        if (delay === undefined || Date.now() + delay >= deadlineAt) throw err;
+        if (delay === undefined || Date.now() + delay + policy.minAttemptMs > deadlineAt) throw err;
         retry++;
         logger.debug('retrying request', {
           method: req.method,

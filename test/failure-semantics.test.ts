@@ -1,27 +1,26 @@
 /**
  * Failure semantics (issue 12): the outcome goes to the right object, within bounds, and tells
  * the truth. Fixture tests where the sequence of requests is the story; the real `spot-run` bundle
- * against the local API server (its replaceBuild, maxRequestBytes and hang faults) for the rest.
- * Signals and the termination message have their own files (stop-signals, termination-message).
+ * against the local API server (its replaceBuild and hang faults) for the rest. Signals and the
+ * termination message have their own files (stop-signals, termination-message). What is also a
+ * scenario of `npm run reliability` is defined there only: the replaced Build, the 1 MiB cap and
+ * the server's 413 (reliability-faults.scenarios.ts); the unreachable API server and --timeout
+ * (reliability-process.scenarios.ts); masking and escape sequences (security.scenarios.ts).
  */
 import { strict as assert } from 'node:assert';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createClient, type SpotClient } from '../lib/client.js';
-import { BuildReplacedError, isApiError, RequestTooLargeError, TaskFailure } from '../lib/errors.js';
+import { BuildReplacedError, isApiError, TaskFailure } from '../lib/errors.js';
 import { MAX_CONDITION_MESSAGE_BYTES, MAX_EVENT_MESSAGE_BYTES } from '../lib/messages.js';
 import { buildRef } from '../lib/names.js';
 import { runTasks } from '../lib/runner.js';
-import { DEFAULT_MAX_REQUEST_BYTES } from '../lib/transport.js';
 import type { Build, BuildCondition } from '../lib/types.js';
 import { CommandFailure } from '../scripts/spot-run/exit-codes.js';
 import { parseOptions, planRun, type Options } from '../scripts/spot-run/options.js';
 import { rejection, withFixture } from './support/fixtures.js';
 import { statusPath, useSpotRunE2e } from './support/spot-run-e2e.js';
-
-const ESC = '\x1b';
-const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
 
 const suite = useSpotRunE2e('spot-failure-');
 let client: SpotClient;
@@ -63,34 +62,6 @@ describe('writes land on the run\'s Build', () => {
     });
   });
 
-  test('spot-run: the Build is deleted and created again between two writes: exit 3, one line, the new Build untouched', async () => {
-    const ns = 'fs-replaced';
-    // The second status write (step 1 Success + step 2 In Progress) meets a re-created Build.
-    const fault = suite.server.inject({ method: 'PATCH', path: statusPath(ns), when: ({ n }) => n === 2, replaceBuild: true });
-    const before = suite.server.getBuild(ns, 'b1');
-    assert.equal(before, undefined);
-    const result = await suite.e2e.run(ns, { steps: [['Fetching Source', 'true'], ['Building Image', 'echo never-runs']] });
-    fault.remove();
-    const replaced = suite.e2e.stored(ns)!;
-    assert.equal(fault.hits, 1, 'the fault fired');
-    assert.equal(result.code, 3, result.stderr);
-    assert.equal(result.problems.length, 1, result.stderr);
-    assert.match(
-      result.problems[0]!,
-      /^spot-run: Build fs-replaced\/b1 was replaced \(uid [0-9a-f-]{36} → [0-9a-f-]{36}\); this run stops and writes nothing to the new Build$/,
-    );
-    const [oldUid, newUid] = /uid (\S+) → (\S+)\)/.exec(result.problems[0]!)!.slice(1);
-    assert.equal(newUid, replaced.metadata.uid);
-    assert.notEqual(oldUid, newUid);
-    assert.equal(replaced.status, undefined, `nothing written to the new Build: ${JSON.stringify(replaced.status)}`);
-    assert.ok(!result.stdout.includes('never-runs'), 'step 2 never ran');
-    assert.deepEqual(suite.e2e.trace(ns), ['GET build 200', 'PATCH status 200', 'POST events 201', 'PATCH status 409', 'GET build 200']);
-    assert.ok(suite.e2e.events(ns).every((e) => e.involvedObject?.uid === oldUid), 'no event about the new Build');
-    assert.equal(result.termination?.outcome, 'error');
-    assert.equal(result.termination?.exitCode, 3);
-    assert.equal(result.termination?.reported, false);
-  });
-
   test('a PUT carries metadata.uid, which the API server takes as a precondition: a stale uid gets 409 and the new Build is untouched (as before)', async () => {
     const ref = newBuild('fs-put-uid');
     const read = await client.getBuild(ref);
@@ -105,42 +76,6 @@ describe('writes land on the run\'s Build', () => {
 });
 
 describe('bounded inputs', () => {
-  test('the transport refuses a body over 1 MiB: a typed error naming the size and the path, nothing sent; the server\'s 413 is never reached', async () => {
-    const ref = newBuild('fs-too-large');
-    // The local API server, set to refuse bodies over our cap with 413, as kube-apiserver does at 3 MiB.
-    const fault = suite.server.inject({ path: statusPath(ref.namespace), maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES, times: Infinity });
-    try {
-      const big = 'x'.repeat(DEFAULT_MAX_REQUEST_BYTES);
-      const before = suite.server.requests.length;
-      const err = await rejection(() => client.updateBuildStatus(ref, (b) => void (b.status = { phase: 'Running', note: big } as Build['status'])));
-      assert.ok(err instanceof RequestTooLargeError, `${err.name}: ${err.message}`);
-      assert.match(err.message, /^request body of \d+ bytes is over the 1048576-byte limit, not sent \(PATCH \/apis\/spot\.release\.com\/v1alpha1\/namespaces\/fs-too-large\/builds\/b1\/status\)$/);
-      assert.ok(err.bytes > DEFAULT_MAX_REQUEST_BYTES && err.bytes < DEFAULT_MAX_REQUEST_BYTES + 200, `${err.bytes}`);
-      assert.deepEqual(suite.server.requests.slice(before).map((r) => r.method), ['GET'], 'the GET went out, the write did not');
-      // A body within the cap goes through.
-      await client.updateBuildStatus(ref, (b) => void (b.status = { phase: 'Running' }));
-      assert.equal(suite.server.getBuild(ref.namespace, ref.name)!.status?.phase, 'Running');
-      assert.equal(fault.hits, 1);
-    } finally {
-      fault.remove();
-    }
-  });
-
-  test('spot-run: colours, cursor movement and control characters in a failing step\'s stderr stay out of the condition and the event', async () => {
-    const ns = 'fs-ansi';
-    const script = `printf '\\033[1;31merror:\\033[0m cannot build\\r\\n\\033]0;title\\007\\033[2Kstill\\001here\\233 \\n'; printf 'progress 10%%\\rprogress 100%%\\n' >&2; printf '\\033[31mE: the cause\\033[0m\\n' >&2; exit 2`;
-    const result = await suite.e2e.run(ns, { steps: [['Building Image', script]] });
-    assert.equal(result.code, 1, result.stderr);
-    const condition = suite.e2e.stored(ns)!.status!.conditions![0]!;
-    assert.equal(condition.reason, 'StepFailed');
-    assert.match(condition.message!, /exit code 2; last stderr lines:\nprogress 100%\nE: the cause$/);
-    const warning = suite.e2e.events(ns).find((e) => e.type === 'Warning')!;
-    for (const [where, text] of [['condition', condition.message!], ['event', warning.message!], ['termination message', result.termination!.message]] as const) {
-      assert.ok(!text.includes(ESC), `${where}: an escape sequence: ${JSON.stringify(text)}`);
-      assert.doesNotMatch(text, CONTROL, `${where}: a control character: ${JSON.stringify(text)}`);
-    }
-  });
-
   test('a failure message of 100 KiB: the condition keeps at most 32 KiB and the event 1 KiB, both valid UTF-8, the end kept', async () => {
     const ref = newBuild('fs-long-message');
     const long = `${'构建失败 '.repeat(10_000)}\nthe cause`;
@@ -193,22 +128,6 @@ describe('exit codes tell the truth', () => {
     const reset = JSON.parse(seen[1]!) as BuildCondition;
     assert.deepEqual([reset.type, reset.status, reset.reason, reset.message], ['Building Image', '', undefined, undefined]);
     assert.equal(suite.server.getBuild(ref.namespace, ref.name)!.status?.phase, 'Done');
-  });
-
-  test('an unreachable API server: exit 3 with one line on stderr, within --api-deadline', async () => {
-    const ns = 'fs-unreachable';
-    suite.server.createBuild({ namespace: ns, name: 'b1' });
-    await suite.server.suspend();
-    let result;
-    try {
-      result = await suite.e2e.run(ns, { create: false, args: ['--api-deadline', '1'], steps: [['Building Image', 'true']] });
-    } finally {
-      await suite.server.resume();
-    }
-    assert.equal(result.code, 3, result.stderr);
-    assert.equal(result.problems.length, 1, `one line:\n${result.stderr}`);
-    assert.match(result.problems[0]!, /^spot-run: cannot report Build fs-unreachable\/b1 to the API server at https:\/\/127\.0\.0\.1:\d+: cannot reach the API server at .*ECONNREFUSED.* \(GET \/apis\/spot\.release\.com\/v1alpha1\/namespaces\/fs-unreachable\/builds\/b1\); /);
-    assert.deepEqual([result.termination?.outcome, result.termination?.exitCode, result.termination?.reported], ['error', 3, false]);
   });
 
   test('--api-deadline bounds a call and the failure report after it together: a hung API server costs the deadline once', async () => {
@@ -272,22 +191,6 @@ describe('exit codes tell the truth', () => {
 });
 
 describe('--timeout: a whole-build deadline', () => {
-  test('the running step is stopped when it passes: Error with reason Timeout, phase Errored, exit 1', async () => {
-    const ns = 'fs-timeout';
-    const started = Date.now();
-    const result = await suite.e2e.run(ns, { args: ['--timeout', '1.5'], steps: [['Fetching Source', 'sleep 0.2'], ['Building Image', 'sleep 30'], ['Pushing Image', 'echo never']] });
-    assert.equal(result.code, 1, result.stderr);
-    assert.ok(Date.now() - started < 10_000, 'not the step\'s 30 s');
-    assert.deepEqual(suite.e2e.conditions(ns), [
-      ['Fetching Source', 'Success', 'Succeeded'],
-      ['Building Image', 'Error', 'Timeout'],
-      ['Pushing Image', '', null],
-    ]);
-    assert.equal(suite.e2e.stored(ns)!.status!.phase, 'Errored');
-    assert.match(suite.e2e.stored(ns)!.status!.conditions![1]!.message!, /^Building Image failed after \d+\.\ds: the build's timeout of 1\.5s passed and the step was stopped$/);
-    assert.deepEqual([result.termination?.outcome, result.termination?.task, result.termination?.reason], ['failed', 'Building Image', 'Timeout']);
-  });
-
   test('a --tasks file as {"timeoutSeconds", "tasks"} sets it too; --timeout wins over it', async () => {
     const file = join(suite.scratch, 'tasks-with-timeout.json');
     await writeFile(file, JSON.stringify({ timeoutSeconds: 1, tasks: [{ type: 'Building Image', command: 'sleep 30' }] }));
@@ -302,32 +205,6 @@ describe('--timeout: a whole-build deadline', () => {
 });
 
 describe('masked environment values', () => {
-  // A docker config: quotes (escaped in JSON logs), a newline, and long enough.
-  const AUTH = '{"auths":{"registry.example.com":{"auth":"c2VjcmV0LXVzZXI6c2VjcmV0LXBhc3M="}}}';
-  const OTHER = 'other-secret-42';
-
-  test('--mask-env and SPOT_MASK_ENV: the values reach the step but not its live output, the logs, the condition, the event or the termination message', async () => {
-    for (const format of ['text', 'json'] as const) {
-      const ns = `fs-mask-${format}`;
-      const handed = join(suite.scratch, `${ns}.auth`);
-      const result = await suite.e2e.run(ns, {
-        args: ['--mask-env', 'REGISTRY_AUTH', '--log-format', format],
-        env: { REGISTRY_AUTH: AUTH, OTHER_SECRET: OTHER, SPOT_MASK_ENV: 'OTHER_SECRET, UNSET_ONE' },
-        steps: [['Pushing Image', `printf '%s' "$REGISTRY_AUTH" > '${handed}'; echo "auth: $REGISTRY_AUTH"; echo "other: $OTHER_SECRET" >&2; exit 3`]],
-      });
-      assert.equal(result.code, 1, result.stderr);
-      assert.equal(await readFile(handed, 'utf8'), AUTH, 'the step got the value itself');
-      const condition = suite.e2e.stored(ns)!.status!.conditions![0]!.message!;
-      const events = suite.e2e.events(ns).map((e) => e.message!).join('\n');
-      const places = { stdout: result.stdout, stderr: result.stderr, condition, events, termination: result.terminationText! };
-      for (const [where, text] of Object.entries(places)) {
-        for (const secret of [AUTH, OTHER, 'c2VjcmV0LXVzZXI6c2VjcmV0LXBhc3M=']) assert.ok(!text.includes(secret), `${format} ${where} shows a masked value:\n${text}`);
-      }
-      assert.match(result.stdout, /auth: \[REDACTED\]/, `${format}: the line is there, the value is not`);
-      assert.match(condition, /other: \[REDACTED\]/);
-    }
-  });
-
   test('a value under 6 characters is refused: exit 2, one line naming the variable and not the value', async () => {
     for (const [args, env, source] of [
       [['--mask-env', 'SHORT'], { SHORT: 'abc12' }, '--mask-env'],

@@ -1,14 +1,17 @@
 /**
  * Faults in the request path, as spot-run and the library meet them: conflicts with a concurrent
  * writer, throttling and server errors, resets and hangs, writes without a precondition, token
- * rotation. Each run checks the stored Build, the events, the exit code and the request log (and,
+ * rotation, the Build replaced under the run, request bodies over our cap and over the server's.
+ * Each run checks the stored Build, the events, the exit code and the request log (and,
  * centrally, that no token leaked). Run by reliability-faults.test.ts and `npm run reliability`.
  */
 import { strict as assert } from 'node:assert';
 import type { SpotClient } from '../lib/client.js';
-import { isSpotError } from '../lib/errors.js';
+import { isSpotError, RequestTooLargeError } from '../lib/errors.js';
 import { buildRef } from '../lib/names.js';
 import { runTasks, type Task } from '../lib/runner.js';
+import { DEFAULT_MAX_REQUEST_BYTES } from '../lib/transport.js';
+import type { Build } from '../lib/types.js';
 import type { ApiServer, FaultAction, RequestLogEntry } from '../scripts/apiserver/server.js';
 import {
   checkRetryPolicy,
@@ -18,6 +21,7 @@ import {
   expectEvents,
   IMAGE,
   loggedCalls,
+  problemLines,
   quickSteps,
   retryableStatus,
   runWithHeldStep,
@@ -426,6 +430,125 @@ const tokenRotation: Scenario = {
   },
 };
 
+const buildReplaced: Scenario = {
+  id: 'build-replaced',
+  suite: 'reliability',
+  title: 'the Build is deleted and created again between two writes: exit 3, one line, nothing written to the new Build, no update lost on the old',
+  timeoutMs: 30_000,
+  async run(ctx) {
+    await ctx.run('replaced before the second write', async (r) => {
+      const server = await r.server();
+      // What the re-creator puts on the new Build (the operator's pod of a new attempt): the run must leave it as it is.
+      const theirs: Build['status'] = { pod: { namespace: 'default', name: 'b1-pod-2' } };
+      let old: Build | undefined;
+      // The second status write (step 1 Success, step 2 In Progress) meets a re-created Build.
+      const fault = server.api.inject({
+        method: 'PATCH',
+        path: statusPathOf('default'),
+        replaceBuild: true,
+        status: theirs,
+        when: ({ n }) => n === 2 && Boolean((old = server.api.getBuild('default', 'b1'))),
+      });
+      const res = await r.cli(server, ['--step', 'Fetching Source=true', '--step', 'Building Image=echo never-runs']);
+      assert.equal(fault.hits, 1, 'the fault fired');
+      assert.equal(res.code, 3, res.stderr);
+      const lines = problemLines(res.stderr);
+      assert.equal(lines.length, 1, `one line:\n${res.stderr}`);
+      const line = /^spot-run: Build default\/b1 was replaced \(uid ([0-9a-f-]{36}) → ([0-9a-f-]{36})\); this run stops and writes nothing to the new Build$/.exec(lines[0]!);
+      assert.ok(line, lines[0]);
+      const [, oldUid, newUid] = line;
+      const replaced = server.api.getBuild('default', 'b1')!;
+      assert.deepEqual([old?.metadata.uid, replaced.metadata.uid], [oldUid, newUid], 'the line names the two uids');
+      assert.ok(!res.stdout.includes('never-runs'), 'step 2 never ran');
+      assert.deepEqual(trace(server.api.requests), ['GET build 200', 'PATCH status 200', 'POST events 201', 'PATCH status 409', 'GET build 200']);
+      assert.ok(server.api.events('default').every((e) => e.involvedObject?.uid === oldUid), 'no event about the new Build');
+      assert.deepEqual([res.termination?.outcome, res.termination?.exitCode, res.termination?.reported], ['error', 3, false]);
+      // Lost: the old Build missing our write that was acknowledged before the replacement; the new
+      // one not as its creator left it; any write acknowledged after the replacement (it went to the new one).
+      let lost = 0;
+      const oldConditions = (old?.status?.conditions ?? []).map((c) => [c.type, c.status]);
+      if (JSON.stringify(oldConditions) !== JSON.stringify([['Fetching Source', 'In Progress'], ['Building Image', '']])) lost += 1;
+      if (JSON.stringify(replaced.status) !== JSON.stringify(theirs)) lost += 1;
+      lost += server.api.requests.slice(3).filter((e) => e.method !== 'GET' && e.status < 300).length;
+      assert.equal(lost, 0, `updates lost: old ${JSON.stringify(old?.status)}, new ${JSON.stringify(replaced.status)}`);
+      return { updatesLost: lost, retries: 0 };
+    });
+  },
+};
+
+const bodyOverCap: Scenario = {
+  id: 'body-over-1mib',
+  suite: 'reliability',
+  title: 'a status write over 1 MiB is refused before it is sent (typed error naming the size and the path); the server\'s 413 is never reached',
+  timeoutMs: 30_000,
+  async run(ctx) {
+    await ctx.run('over the cap, then within it', async (r) => {
+      const server = await r.server();
+      // Set to refuse bodies over our cap with 413, as kube-apiserver does at 3 MiB.
+      const fault = server.api.inject({ path: statusPathOf('default'), maxRequestBytes: DEFAULT_MAX_REQUEST_BYTES, times: Infinity });
+      const client = await r.client(server);
+      const ref = buildRef('default', 'b1');
+      const big = 'x'.repeat(DEFAULT_MAX_REQUEST_BYTES);
+      const err = await client.updateBuildStatus(ref, (b) => void (b.status = { phase: 'Running', note: big } as Build['status'])).then(
+        () => assert.fail('a body over 1 MiB was sent'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof RequestTooLargeError, String(err));
+      r.collect('error', err.message);
+      assert.match(err.message, /^request body of \d+ bytes is over the 1048576-byte limit, not sent \(PATCH \/apis\/spot\.release\.com\/v1alpha1\/namespaces\/default\/builds\/b1\/status\)$/);
+      assert.ok(err.bytes > DEFAULT_MAX_REQUEST_BYTES && err.bytes < DEFAULT_MAX_REQUEST_BYTES + 200, `${err.bytes} bytes`);
+      assert.deepEqual(trace(server.api.requests), ['GET build 200'], 'the GET went out, the write did not');
+      // A body within the cap goes through.
+      await client.updateBuildStatus(ref, (b) => void (b.status = { ...b.status, phase: 'Running' }));
+      assert.equal(server.api.getBuild('default', 'b1')!.status?.phase, 'Running');
+      assert.deepEqual(trace(server.api.requests), ['GET build 200', 'GET build 200', 'PATCH status 200']);
+      assert.equal(fault.hits, 1, 'only the write within the cap reached the server');
+      return { retries: 0 };
+    });
+  },
+};
+
+const server413: Scenario = {
+  id: 'server-413',
+  suite: 'reliability',
+  title: 'the API server answers 413 to a write under our cap (its --max-request-bytes is lower): not retried, exit 3, one line, the refusal recorded in a write that fits',
+  timeoutMs: 30_000,
+  async run(ctx) {
+    await ctx.run('413 on the failure report', async (r) => {
+      // 1 KiB: the progress writes (~260 bytes) fit, the report of a step that failed with a screenful of stderr (~2 KiB) does not.
+      const server = await r.server();
+      const fault = server.api.inject({ method: 'PATCH', path: statusPathOf('default'), maxRequestBytes: 1024, times: Infinity });
+      const step = `Building Image=for i in $(seq 20); do printf '%0100d\\n' $i >&2; done; exit 1`;
+      const res = await r.cli(server, ['--step', 'Fetching Source=true', '--step', step]);
+      assert.equal(res.code, 3, res.stderr);
+      // The step's failure is logged as it happens; the report's failure is the one line after it.
+      const lines = problemLines(res.stderr).filter((l) => !l.startsWith('[Building Image] '));
+      assert.equal(lines.length, 2, `the step's failure and one line:\n${res.stderr.slice(-3000)}`);
+      assert.match(lines[0]!, / ERROR \[2\/2\] Building Image failed after /);
+      assert.match(lines[1]!, /^spot-run: cannot report Build default\/b1 to the API server at \S+: 413 RequestEntityTooLarge: .*\(PATCH \/apis\/spot\.release\.com\/v1alpha1\/namespaces\/default\/builds\/b1\/status\)/);
+      assert.doesNotMatch(res.stderr, /^\s+at /m, 'no stack trace');
+      const log = server.api.requests;
+      // Not retried: the fatal path re-reads and records the refusal itself, in a write that fits.
+      assert.deepEqual(trace(log), [...cleanTrace(2).slice(0, 4), 'PATCH status 413', 'GET build 200', 'PATCH status 200', 'POST events 201']);
+      assert.equal(fault.hits, 4, 'every status write went through the limit');
+      expectBuild(server.api.getBuild('default', 'b1'), {
+        phase: 'Errored',
+        conditions: [
+          ['Fetching Source', 'Success', 'Succeeded'],
+          ['Building Image', 'Error', 'Failed', /^413 RequestEntityTooLarge: Request entity too large: limit is 1024 \(PATCH \S+\/status\)$/],
+        ],
+      });
+      expectEvents(server, [STARTED_COMPLETED[0]!, ['Warning', 'Failed', /^413 RequestEntityTooLarge: /]]);
+      assert.deepEqual(
+        [res.termination?.outcome, res.termination?.exitCode, res.termination?.task, res.termination?.reported],
+        ['error', 3, 'Building Image', true],
+        JSON.stringify(res.termination),
+      );
+      return { retries: checkRetryPolicy(server, log, { maxRetries: CLI_MAX_RETRIES, deadlineMs: 60_000 }) };
+    });
+  },
+};
+
 export const FAULT_SCENARIOS: readonly Scenario[] = [
   baseline,
   conflictStorm,
@@ -435,4 +558,7 @@ export const FAULT_SCENARIOS: readonly Scenario[] = [
   resetsCli,
   unconditionalWrites,
   tokenRotation,
+  buildReplaced,
+  bodyOverCap,
+  server413,
 ];

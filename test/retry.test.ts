@@ -11,7 +11,7 @@ import {
   type RetryPolicy,
 } from '../lib/retry.js';
 
-const policy: RetryPolicy = { maxRetries: 3, baseDelayMs: 100, maxDelayMs: 1_000, maxRetryAfterMs: 5_000, deadlineMs: 60_000 };
+const policy: RetryPolicy = { maxRetries: 3, baseDelayMs: 100, maxDelayMs: 1_000, maxRetryAfterMs: 5_000, deadlineMs: 60_000, minAttemptMs: 100 };
 /** retry 0, random 0.5: a step of 100 ms, half fixed, half jitter. */
 const BACKOFF = 75;
 

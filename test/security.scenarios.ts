@@ -1,8 +1,9 @@
 /**
  * Security: the token never leaves the process (every scenario's run is scanned for it centrally,
  * by the harness; these add the cases built to provoke a leak, and check the scan itself), names
- * are validated before they reach a URL, the server is always verified against the mounted CA.
- * Run by security.test.ts and `npm run reliability`.
+ * are validated before they reach a URL, the server is always verified against the mounted CA,
+ * masked environment values stay out of everything the run writes, and what a step prints cannot
+ * put terminal escapes into the messages people read with kubectl. Run by security.test.ts and `npm run reliability`.
  */
 import { strict as assert } from 'node:assert';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
@@ -294,6 +295,70 @@ const leakScanSelfTest: Scenario = {
   },
 };
 
+const maskedEnv: Scenario = {
+  id: 'security/masked-env',
+  suite: 'security',
+  title: 'values named by --mask-env and SPOT_MASK_ENV, printed by a failing step: never in its output, the condition, the event or the termination message',
+  timeoutMs: 30_000,
+  async run(ctx) {
+    // A docker config (quotes, escaped in JSON logs) and its base64 credentials, as the operator passes REGISTRY_AUTH.
+    const credentials = 'c2VjcmV0LXVzZXI6c2VjcmV0LXBhc3M=';
+    const auth = `{"auths":{"registry.example.com":{"auth":"${credentials}"}}}`;
+    const other = 'other-secret-42';
+    for (const format of ['text', 'json']) {
+      await ctx.run(format, async (r) => {
+        // The central scan looks for them wherever it looks for the token.
+        for (const value of [auth, credentials, other]) r.secret(value);
+        const server = await r.server();
+        const handed = join(await r.tempDir(), 'auth');
+        const step = `Pushing Image=printf '%s' "$REGISTRY_AUTH" > '${handed}'; echo "auth: $REGISTRY_AUTH"; echo "other: $OTHER_SECRET" >&2; exit 3`;
+        const res = await r.cli(server, ['--mask-env', 'REGISTRY_AUTH', '--log-format', format, '--step', step], {
+          env: { REGISTRY_AUTH: auth, OTHER_SECRET: other, SPOT_MASK_ENV: 'OTHER_SECRET, UNSET_ONE' },
+        });
+        assert.equal(res.code, 1, res.stderr);
+        assert.equal(await readFile(handed, 'utf8'), auth, 'the step got the value itself');
+        assert.match(res.stdout, /auth: \[REDACTED\]/, 'the line is there, the value is not');
+        expectBuild(server.api.getBuild('default', 'b1'), {
+          phase: 'Errored',
+          conditions: [['Pushing Image', 'Error', 'StepFailed', /exit code 3; last stderr lines:\nother: \[REDACTED\]$/]],
+        });
+        expectEvents(server, [STARTED_COMPLETED[0]!, ['Warning', 'StepFailed', /other: \[REDACTED\]$/]]);
+        assert.match(res.termination?.message ?? '', /other: \[REDACTED\]$/);
+      });
+    }
+  },
+};
+
+const ESC = '\x1b';
+const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
+
+const stepEscapes: Scenario = {
+  id: 'security/step-escapes',
+  suite: 'security',
+  title: 'colours, cursor movement, terminal titles and control characters in a failing step\'s stderr stay out of the condition, the event and the termination message',
+  timeoutMs: 30_000,
+  async run(ctx) {
+    await ctx.run('ANSI and C0/C1 controls', async (r) => {
+      const server = await r.server();
+      // What `kubectl describe` would otherwise hand to a reader's terminal: an escape can retitle
+      // it, move the cursor over earlier lines, or hide text.
+      const script = `printf '\\033[1;31merror:\\033[0m cannot build\\r\\n\\033]0;title\\007\\033[2Kstill\\001here\\233 \\n'; printf 'progress 10%%\\rprogress 100%%\\n' >&2; printf '\\033[31mE: the cause\\033[0m\\n' >&2; exit 2`;
+      const res = await r.cli(server, ['--step', `Building Image=${script}`]);
+      assert.equal(res.code, 1, res.stderr);
+      const message = /^Building Image failed after [\d.]+s: exit code 2; last stderr lines:\nprogress 100%\nE: the cause$/;
+      expectBuild(server.api.getBuild('default', 'b1'), { phase: 'Errored', conditions: [['Building Image', 'Error', 'StepFailed', message]] });
+      expectEvents(server, [STARTED_COMPLETED[0]!, ['Warning', 'StepFailed', message]]);
+      const condition = server.api.getBuild('default', 'b1')!.status!.conditions![0]!.message!;
+      const warning = server.api.events().find((e) => e.type === 'Warning')!.message!;
+      for (const [where, text] of [['condition', condition], ['event', warning], ['termination message', res.termination?.message ?? '']] as const) {
+        assert.ok(!text.includes(ESC), `${where}: an escape sequence: ${JSON.stringify(text)}`);
+        assert.doesNotMatch(text, CONTROL, `${where}: a control character: ${JSON.stringify(text)}`);
+      }
+      assert.equal(res.termination?.message, condition);
+    });
+  },
+};
+
 export const SECURITY_SCENARIOS: readonly Scenario[] = [
   tokenInServerAnswers,
   tokenInStepOutput,
@@ -302,4 +367,6 @@ export const SECURITY_SCENARIOS: readonly Scenario[] = [
   tlsVerification,
   taskErrorWithToken,
   leakScanSelfTest,
+  maskedEnv,
+  stepEscapes,
 ];

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AbortedError, TaskFailure } from '../lib/errors.js';
 import { silentLogger } from '../lib/log.js';
+import { collectingStepOptions, taskFailure } from './support/steps.js';
 import { registerSecret } from '../lib/secrets.js';
 import { isLive, liveGroupMembersAfter } from './support/processes.js';
 import { parseSteps, runStep, stepFailure, TailBuffer, type StepExit, type StepOptions, type StepSpec } from '../lib/steps.js';
@@ -22,23 +23,11 @@ after(async () => {
   await rm(scratch, { recursive: true, force: true });
 });
 
-function io(): StepOptions & { out: string[]; err: string[] } {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, stdout: (t) => out.push(t), stderr: (t) => err.push(t), resultsParent: scratch, killGraceMs: 200 };
-}
+const io = () => collectingStepOptions(scratch);
 
 const run = (spec: StepSpec, options: StepOptions = io(), signal = new AbortController().signal) => runStep(spec, signal, silentLogger, options);
 
-async function failure(promise: Promise<unknown>): Promise<TaskFailure> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof TaskFailure, `expected a TaskFailure, got ${String(err)}`);
-    return err;
-  }
-  assert.fail('expected the step to fail');
-}
+const failure = taskFailure;
 
 describe('TailBuffer', () => {
   test('keeps only the last maxLines lines', () => {

@@ -1,73 +1,23 @@
 /**
- * The termination message on every exit path of `spot-run` (issue 12): done, a step failed, the
- * API server refused the report, interrupted, a usage error once the flags are parsed; what
- * --termination-log selects; and the bound of 4096 bytes with a failure that says a lot. (The
- * forced exits after a signal are in stop-signals.test.ts; the pure builder in messages.test.ts.)
+ * The termination message of `spot-run` (issue 12): a usage error once the flags are parsed; what
+ * --termination-log selects; the bound of 4096 bytes with a failure that says a lot; a file that
+ * cannot be written. The message on the other exit paths (done, a step failed, the report refused,
+ * interrupted, and the forced exit after a second signal) is checked by the scenarios of
+ * `npm run reliability` (reliability-process.scenarios.ts); the pure builder in messages.test.ts.
  */
 import { strict as assert } from 'node:assert';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { TERMINATION_MESSAGE_MAX_BYTES, type TerminationSummary } from '../lib/termination.js';
-import { BUILD_POD_RULES } from '../scripts/apiserver/server.js';
 import { writeTermination } from '../scripts/spot-run/ending.js';
 import { parseOptions, type Options } from '../scripts/spot-run/options.js';
 import { runCli } from './support/cli.js';
-import { outputWatch, useSpotRunE2e } from './support/spot-run-e2e.js';
+import { useSpotRunE2e } from './support/spot-run-e2e.js';
 
 const suite = useSpotRunE2e('spot-termination-');
 
-/** The summary without its message, which each test checks on its own. */
-function withoutMessage(summary: TerminationSummary | undefined): Omit<TerminationSummary, 'message'> | undefined {
-  if (!summary) return undefined;
-  const { message: _message, ...rest } = summary;
-  return rest;
-}
-
-describe('spot-run writes the termination message on every exit path', { timeout: 60_000 }, () => {
-  test('done: outcome done, exit 0, phase Done, reported', async () => {
-    const result = await suite.e2e.run('tm-done', { steps: [['Fetching Source', 'true'], ['Building Image', 'true']] });
-    assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(withoutMessage(result.termination), { outcome: 'done', exitCode: 0, phase: 'Done', reported: true });
-    assert.match(result.termination!.message, /^Build completed: 2 tasks in \d+\.\ds$/);
-    assert.equal(result.terminationText, JSON.stringify(result.termination), 'one line of JSON');
-  });
-
-  test('a step failed: outcome failed, exit 1, the task, its reason and the condition\'s message', async () => {
-    const result = await suite.e2e.run('tm-failed', { steps: [['Fetching Source', 'true'], ['Building Image', 'echo "E: no space left" >&2; exit 2']] });
-    assert.equal(result.code, 1, result.stderr);
-    assert.deepEqual(withoutMessage(result.termination), { outcome: 'failed', exitCode: 1, phase: 'Errored', task: 'Building Image', reason: 'StepFailed', reported: true });
-    assert.equal(result.termination!.message, suite.e2e.stored('tm-failed')!.status!.conditions![1]!.message);
-    assert.match(result.termination!.message, /exit code 2; last stderr lines:\nE: no space left$/);
-  });
-
-  test('the API server refuses the report (403): outcome error, exit 3, not reported, the refusal in the message', async () => {
-    suite.server.setPermissions(suite.server.token, [{ verbs: ['get'], resources: ['builds'] }]);
-    let result;
-    try {
-      result = await suite.e2e.run('tm-refused', { steps: [['Building Image', 'true']] });
-    } finally {
-      suite.server.setPermissions(suite.server.token, BUILD_POD_RULES);
-    }
-    assert.equal(result.code, 3, result.stderr);
-    assert.deepEqual(withoutMessage(result.termination), { outcome: 'error', exitCode: 3, phase: 'Errored', reported: false });
-    assert.match(result.termination!.message, /^cannot report Build tm-refused\/b1 to the API server at https:\/\/127\.0\.0\.1:\d+: 403 Forbidden: /);
-  });
-
-  test('interrupted during a step, the interruption reported: outcome interrupted, exit 143, the task, reported', async () => {
-    const watch = outputWatch('[Building Image] started');
-    let sent: Promise<void> | undefined;
-    const result = await suite.e2e.run('tm-interrupted', {
-      steps: [['Building Image', 'echo started; sleep 30']],
-      onOutput: watch.onOutput,
-      onSpawn: (child) => void (sent = watch.seen.then(() => void child.kill('SIGTERM'))),
-    });
-    await sent;
-    assert.equal(result.code, 143, result.stderr);
-    assert.deepEqual(withoutMessage(result.termination), { outcome: 'interrupted', exitCode: 143, phase: 'Errored', task: 'Building Image', reason: 'Terminated', reported: true });
-    assert.match(result.termination!.message, /^Building Image was interrupted by SIGTERM after \d+\.\ds$/);
-  });
-
+describe('spot-run\'s termination message', { timeout: 60_000 }, () => {
   test('a usage error once the flags are parsed: outcome error, exit 2; an unknown flag: no message (nothing says where it goes)', async () => {
     const usage = await suite.e2e.run('tm-usage', { create: false, args: ['--grace', '0'], steps: [['A', 'true']] });
     assert.equal(usage.code, 2, usage.stderr);

@@ -164,6 +164,19 @@ describe('time limits', () => {
     }, { client: { retry: { maxRetryAfterMs: 5_000, deadlineMs: 200 } } });
   });
 
+  test('a retry that would leave less than minAttemptMs of the deadline is not made: the answer that says why is kept', async () => {
+    // Retry-After 1 s fits in a 1.05 s deadline, but the attempt after it would have 50 ms: with
+    // minAttemptMs 100 the client gives up now and reports the 503, not a TimeoutError of a squeezed attempt.
+    await withFixture('retry-after-beyond-deadline', async (client) => {
+      let err: Error | undefined;
+      const took = await timed(async () => {
+        err = await rejection(() => client.getBuild(ref));
+      });
+      assert.ok(err instanceof ApiError && err.statusCode === 503, String(err));
+      assert.ok(took < 800, `took ${took} ms: it slept for the Retry-After`);
+    }, { client: { retry: { maxRetryAfterMs: 5_000, deadlineMs: 1_050, minAttemptMs: 100 } } });
+  });
+
   test('an attempt over its timeout is a TimeoutError, cut at the timeout from the attempt\'s start', async () => {
     const slow = loadFixture('timeout-get-retried')[0]!; // the answer takes 2 s
     await withFixture([slow], async (client) => {

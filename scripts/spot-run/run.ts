@@ -13,6 +13,7 @@ import { buildRef } from '../../lib/names.js';
 import { isTlsFailure } from '../../lib/retry.js';
 import { FileTokenSource } from '../../lib/token.js';
 import type { BuildRef } from '../../lib/types.js';
+import { preferSmallYoungGeneration } from '../../lib/output.js';
 import { handleStopSignals, reportFatalError, runTasks, type BuildClient, type RunProgress } from '../../lib/runner.js';
 import { redact, registerMaskedValue } from '../../lib/secrets.js';
 import { stepTask, type StepOptions } from '../../lib/steps.js';
@@ -34,6 +35,9 @@ export async function run(plan: Plan): Promise<number> {
   // This process sends a few dozen requests: the baseline compiler parses them just as well, and
   // spares the build pod ~35 MiB and the wait for background compilation at exit.
   preferLowMemoryWasm();
+  // Steps' output streams through this process: a young generation that stays small keeps that
+  // from raising its peak memory (lib/output.ts).
+  preferSmallYoungGeneration();
   const log = createLogger({ format: plan.format, level: plan.level });
   const progress: RunProgress = { build: undefined, task: undefined };
   // Installed first, so a signal at any point (reading the configuration included) is answered.

@@ -4,9 +4,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { TerminationSummary } from '../../lib/termination.js';
 import { spotRunBundleOptions } from '../../scripts/bundle-options.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -95,4 +97,15 @@ export function bundleSpotRun(): Promise<string> {
     return outfile;
   })();
   return bundled;
+}
+
+/** `args` with `flag value` in front, unless `args` gives `flag` itself (a flag given twice is a usage error). */
+export function withDefaultFlag(args: readonly string[], flag: string, value: string): string[] {
+  return args.some((a) => a === flag || a.startsWith(`${flag}=`)) ? [...args] : [flag, value, ...args];
+}
+
+/** The termination message spot-run wrote to `path`: its text and the summary, or undefined for both when none was written. */
+export async function readTermination(path: string): Promise<{ terminationText: string | undefined; termination: TerminationSummary | undefined }> {
+  const terminationText = await readFile(path, 'utf8').catch(() => undefined);
+  return { terminationText, termination: terminationText === undefined ? undefined : (JSON.parse(terminationText) as TerminationSummary) };
 }

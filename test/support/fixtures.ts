@@ -81,6 +81,7 @@ export const FAST_RETRY: Readonly<RetryPolicy> = Object.freeze({
   maxDelayMs: 4,
   maxRetryAfterMs: 20,
   deadlineMs: 5_000,
+  minAttemptMs: 1,
 });
 
 export interface FixtureRequest {

@@ -4,6 +4,7 @@
  * faults, and the quick steps most runs use.
  */
 import { strict as assert } from 'node:assert';
+import type { ChildProcess } from 'node:child_process';
 import type { ApiServer, FaultAction, RequestLogEntry } from '../../scripts/apiserver/server.js';
 import type { Build, BuildPhase, BuildStatus, ConditionStatus } from '../../lib/types.js';
 import { writeFile } from 'node:fs/promises';
@@ -195,6 +196,35 @@ export async function lineBeforeExit(line: Promise<string>, run: Promise<CliRun>
   );
   exited.catch(() => {}); // once the line won, the exit is the run's business
   return Promise.race([line, exited]);
+}
+
+/**
+ * Sends `signal` to the child once `ready` resolves, and the same signal again once `second` does.
+ * Give `onSpawn` to `Run.cli`; once the run is over, `afterSignalMs()` is the time from the first
+ * signal to the end (failing if the child ended before the signal went).
+ */
+export function signalWhen(
+  signal: NodeJS.Signals,
+  ready: () => Promise<unknown>,
+  second?: () => Promise<unknown>,
+): { onSpawn: (child: ChildProcess) => void; afterSignalMs: () => number } {
+  let sentAt: number | undefined;
+  return {
+    onSpawn(child) {
+      void ready().then(async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        sentAt = Date.now();
+        child.kill(signal);
+        if (!second) return;
+        await second();
+        child.kill(signal);
+      });
+    },
+    afterSignalMs() {
+      assert.ok(sentAt !== undefined, `spot-run ended before the ${signal} was sent`);
+      return Date.now() - sentAt;
+    },
+  };
 }
 
 /**

@@ -9,7 +9,7 @@
  * starts, the `spot-run` children it spawns, the in-process clients it makes. When a run ends, the
  * scope checks centrally that no token it knows of (the initial one, every rotated one, any other
  * registered) appears in anything the run produced: the child's stdout and stderr (text and JSON
- * logs), in-process logs and error messages, and every condition and event message stored on the
+ * logs) and termination message, in-process logs and error messages, and every condition and event message stored on the
  * servers it used. So every scenario is covered, not only the ones about security.
  *
  * Randomness is seeded everywhere (mulberry32). `spot-run` runs as a real child process; by default
@@ -28,6 +28,7 @@ import { describe, test } from 'node:test';
 import { createClient, type ClientOptions, type SpotClient } from '../../lib/client.js';
 import { createLogger } from '../../lib/log.js';
 import { DEFAULT_RETRY_POLICY, type RetryPolicy } from '../../lib/retry.js';
+import type { TerminationSummary } from '../../lib/termination.js';
 import type { Build } from '../../lib/types.js';
 import {
   startApiServer,
@@ -36,7 +37,7 @@ import {
   type NewBuild,
   type RequestLogEntry,
 } from '../../scripts/apiserver/server.js';
-import { bundleSpotRun, runCli, type CliResult } from './cli.js';
+import { bundleSpotRun, readTermination, runCli, withDefaultFlag, type CliResult } from './cli.js';
 
 // =============================================================================================
 // Seeded randomness
@@ -146,6 +147,12 @@ export interface CliRunOptions {
 }
 
 export interface CliRun extends CliResult {
+  /**
+   * The termination message, read from a file of the run's own (`--termination-log` unless the
+   * args give one) and scanned for leaks like the output; undefined when none was written.
+   */
+  terminationText: string | undefined;
+  termination: TerminationSummary | undefined;
   /** The last 64 KiB of each stream, whatever `maxOutput` kept. */
   stdoutTail: string;
   stderrTail: string;
@@ -181,6 +188,7 @@ export const FAST_POLICY: RetryPolicy = {
   maxDelayMs: 40,
   maxRetryAfterMs: 20,
   deadlineMs: 30_000,
+  minAttemptMs: 100,
 };
 
 /** The retry limit spot-run runs with (it changes only the deadline), for checking the log. */
@@ -295,7 +303,8 @@ class RunScope implements Run {
     const carry = { stdout: '', stderr: '' };
     let peak: number | undefined;
     let poll: NodeJS.Timeout | undefined;
-    const result = await runCli(args, {
+    const terminationLog = join(await this.tempDir(), 'termination-log');
+    const result = await runCli(withDefaultFlag(args, '--termination-log', terminationLog), {
       ...(entry ? { entry } : {}),
       env,
       timeoutMs: options.timeoutMs ?? 60_000,
@@ -334,7 +343,9 @@ class RunScope implements Run {
     this.collect(`spot-run ${args.join(' ')} stderr`, result.stderr);
     this.collect('spot-run stdout tail', tails.stdout);
     this.collect('spot-run stderr tail', tails.stderr);
-    return { ...result, stdoutTail: tails.stdout, stderrTail: tails.stderr, ...(peak !== undefined ? { peakRssKiB: peak } : {}) };
+    const termination = await readTermination(terminationLog);
+    if (termination.terminationText !== undefined) this.collect('termination message', termination.terminationText);
+    return { ...result, ...termination, stdoutTail: tails.stdout, stderrTail: tails.stderr, ...(peak !== undefined ? { peakRssKiB: peak } : {}) };
   }
 
   async client(server: TestServer, options: Partial<ClientOptions> = {}): Promise<SpotClient> {

@@ -5,14 +5,14 @@
  * stored Build and its events, the requests the server saw).
  */
 import { strict as assert } from 'node:assert';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
 import type { TerminationSummary } from '../../lib/termination.js';
 import type { Build, BuildStatus } from '../../lib/types.js';
 import { startApiServer, type ApiServer, type RequestLogEntry, type StoredEvent } from '../../scripts/apiserver/server.js';
-import { bundleSpotRun, runCli, type CliOptions, type CliResult } from './cli.js';
+import { bundleSpotRun, readTermination, runCli, withDefaultFlag, type CliOptions, type CliResult } from './cli.js';
 
 export interface E2eResult extends CliResult {
   /** The termination message as written, undefined when no file was written. */
@@ -61,27 +61,16 @@ export class SpotRunE2e {
       });
     }
     const terminationLog = join(this.scratch, `${ns}.termination-log`);
-    const given = options.args ?? [];
-    // Defaults unless the test gives its own (a flag given twice is a usage error).
-    const args = [
-      ...(given.includes('--grace') ? [] : ['--grace', '2']),
-      ...(given.includes('--termination-log') ? [] : ['--termination-log', terminationLog]),
-      ...given,
-      ...(options.steps ?? []).flatMap(([type, command]) => ['--step', `${type}=${command}`]),
-    ];
+    // Defaults unless the test gives its own.
+    const given = withDefaultFlag(withDefaultFlag(options.args ?? [], '--termination-log', terminationLog), '--grace', '2');
+    const args = [...given, ...(options.steps ?? []).flatMap(([type, command]) => ['--step', `${type}=${command}`])];
     const result = await runCli(args, {
       entry: this.bundle,
       timeoutMs: 30_000,
       ...options,
       env: { ...this.server.env(), BUILD_REFERENCE: `${ns}/b1`, POD_NAME: `${ns}-pod`, ...options.env },
     });
-    const terminationText = await readFile(terminationLog, 'utf8').catch(() => undefined);
-    return {
-      ...result,
-      terminationText,
-      termination: terminationText === undefined ? undefined : (JSON.parse(terminationText) as TerminationSummary),
-      problems: problemLines(result.stderr),
-    };
+    return { ...result, ...(await readTermination(terminationLog)), problems: problemLines(result.stderr) };
   }
 
   stored(ns: string): Build | undefined {
