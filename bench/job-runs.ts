@@ -8,10 +8,10 @@ import { mkdir, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { ApiServer } from '../scripts/apiserver/server.js';
 import { runChild } from './child.js';
-import { BUNDLE, JOBS_DIR } from './workspace.js';
+import { BUNDLE, JOBS_DIR, SNAPSHOT_BLOB } from './workspace.js';
 import { EVENT, IMAGE_URL, STEPS } from './jobs/common.js';
 
-export type ContenderId = 'spot' | 'spot-tsx' | 'bundle' | 'client-node' | 'undici' | 'https';
+export type ContenderId = 'spot' | 'spot-tsx' | 'bundle' | 'snapshot' | 'client-node' | 'undici' | 'https';
 
 export interface Contender {
   id: ContenderId;
@@ -24,6 +24,7 @@ export const CONTENDERS: readonly Contender[] = [
   { id: 'spot', label: 'spot-runtime (dist/lib)', args: [`${JOBS_DIR}/spot-runtime.js`] },
   { id: 'spot-tsx', label: 'spot-runtime (tsx, lib/*.ts)', args: ['--import', 'tsx', 'bench/jobs/spot-runtime.ts'] },
   { id: 'bundle', label: 'spot-runtime bundle (1 file)', args: [BUNDLE] },
+  { id: 'snapshot', label: 'spot-runtime bundle, V8 snapshot', args: ['--snapshot-blob', SNAPSHOT_BLOB] },
   { id: 'client-node', label: '@kubernetes/client-node 1.4.0', args: [`${JOBS_DIR}/client-node.js`] },
   { id: 'undici', label: 'floor: raw undici', args: [`${JOBS_DIR}/floor-undici.js`] },
   { id: 'https', label: 'floor: node:https', args: [`${JOBS_DIR}/floor-https.js`] },

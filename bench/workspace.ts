@@ -8,20 +8,25 @@
  *   dist/bench/jobs/*.js                   each job compiled alone (esbuild, no bundling): imports
  *                                          stay as written, so `../../lib/index.js` is dist/lib
  *   dist/bench/spot-runtime.bundle.mjs     the spot-runtime job as one file, lib and undici inlined
- *                                          and minified: the settings of dist/spot-run.mjs
+ *                                          and minified: the recipe of dist/spot-run.mjs
+ *   dist/bench/spot-runtime.blob           the same as CommonJS (dist/spot-run.cjs's recipe), made
+ *                                          into a V8 startup snapshot by this node, as the README
+ *                                          tells an image to do with dist/spot-run.cjs
  *   node_modules -> the repository's       so `undici`, `tsx` and `@kubernetes/client-node` resolve
  *
  * Children run with the snapshot as their working directory; paths below are relative to it.
  */
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { REQUIRE_SHIM } from '../scripts/bundle-options.js';
+import { spotRunBundleOptions } from '../scripts/bundle-options.js';
 import { ROOT } from './paths.js';
 
 export const JOBS_DIR = 'dist/bench/jobs';
 export const BUNDLE = 'dist/bench/spot-runtime.bundle.mjs';
+export const SNAPSHOT_BLOB = 'dist/bench/spot-runtime.blob';
 
 
 export async function createWorkspace(): Promise<string> {
@@ -43,15 +48,19 @@ export async function createWorkspace(): Promise<string> {
       outdir: join(root, JOBS_DIR),
       bundle: false,
     });
-    await build({
-      ...common,
-      entryPoints: [join(jobs, 'spot-runtime.ts')],
-      outfile: join(root, BUNDLE),
-      bundle: true,
-      minify: true,
-      treeShaking: true,
-      banner: { js: REQUIRE_SHIM },
+    const job = join(jobs, 'spot-runtime.ts');
+    const bundled = { minify: true, treeShaking: true } as const;
+    await build({ ...spotRunBundleOptions(root, job, join(root, BUNDLE)), ...bundled });
+    const snapshotEntry = join(root, 'dist', 'bench', 'spot-runtime.cjs');
+    await build({ ...spotRunBundleOptions(root, job, snapshotEntry, 'cjs'), ...bundled });
+    const snapshot = spawnSync(process.execPath, ['--snapshot-blob', join(root, SNAPSHOT_BLOB), '--build-snapshot', snapshotEntry], {
+      cwd: root,
+      // As the contenders run (bench/child.ts): nothing of this process's environment leaks in.
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' },
+      encoding: 'utf8',
+      stdio: ['ignore', 'ignore', 'pipe'],
     });
+    if (snapshot.status !== 0) throw new Error(`node --build-snapshot of the spot-runtime job exited ${snapshot.status ?? snapshot.signal}:\n${snapshot.stderr}`);
     return root;
   } catch (error) {
     removeWorkspace(root);

@@ -9,6 +9,8 @@
  * unknown instead of stopping start-up (client-go falls back to "default", which would be a guess).
  * Nothing is sent before all of it is known.
  */
+// Static, not `await import()`: code started from a V8 startup snapshot (dist/spot-run.cjs) cannot import().
+import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { ConfigError } from './errors.js';
@@ -86,7 +88,6 @@ async function checkCaPem(pem: string, path: string): Promise<string> {
   if (!blocks) {
     throw new ConfigError(`CA file ${path} holds no PEM certificate (expected "-----BEGIN CERTIFICATE-----")`, path);
   }
-  const { X509Certificate } = await import('node:crypto');
   for (const block of blocks) {
     try {
       new X509Certificate(block);

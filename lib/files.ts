@@ -1,5 +1,11 @@
-/** Reading the files configuration comes from: every problem is a `ConfigError` naming the file. */
-import { readFile } from 'node:fs/promises';
+/**
+ * Reading the files configuration comes from: every problem is a `ConfigError` naming the file.
+ *
+ * Read synchronously: a few small files at start (and the token at most once a minute). Through
+ * fs/promises each open, stat, read and close would be a trip through libuv's thread pool, which
+ * the pod's start would wait on (BENCHMARKS.md, start-up).
+ */
+import { readFileSync } from 'node:fs';
 import { ConfigError } from './errors.js';
 
 /**
@@ -18,7 +24,7 @@ export function readOptionalFile(path: string, what: string, hint = ''): Promise
 async function readConfigFile(path: string, what: string, hint: string, optional: boolean): Promise<string | undefined> {
   let raw: string;
   try {
-    raw = await readFile(path, 'utf8');
+    raw = readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && optional) return undefined;

@@ -34,6 +34,12 @@ export const DEFAULT_BODY_LIMIT_BYTES = 10 * 1024 * 1024;
 export const DEFAULT_MAX_REQUEST_BYTES = 1024 * 1024;
 /** TCP keep-alive probe delay: below the ~350 s idle cut of cloud load balancers with room to spare, and below undici's 60 s. */
 export const KEEPALIVE_INITIAL_DELAY_MS = 30_000;
+/**
+ * Cap on an answer's headers: Node's default, given explicitly because left unset undici reads it
+ * from node:http, which the bundles then load for that one number (~4 ms of the command's start;
+ * lazily, scripts/bundle-options.ts). An API server's answer has well under 1 KiB of headers.
+ */
+export const MAX_HEADER_BYTES = 16 * 1024;
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH';
 
@@ -159,6 +165,7 @@ function createAgent(ca: string | undefined): Dispatcher {
     // rejectUnauthorized is spelled out: left unset, NODE_TLS_REJECT_UNAUTHORIZED=0 in the
     // environment would silently turn verification off.
     connect: { ca, rejectUnauthorized: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_INITIAL_DELAY_MS },
+    maxHeaderSize: MAX_HEADER_BYTES,
   });
 }
 

@@ -1,14 +1,23 @@
 /**
  * `npm run build`: turns the TypeScript sources into what package.json publishes.
  *
- *   dist/lib/**, dist/scripts/spot-run.js   tsc output (JavaScript and declarations): the library
- *                                           export and the `spot-run` bin, run with the
- *                                           production node_modules (undici) beside them. No
- *                                           source maps: the package ships exactly these files,
- *                                           and tsc's output is readable as it is.
+ *   dist/lib/index.js, dist/lib/chunk-*.js  the library export and the `spot-run` bin, run with the
+ *   dist/scripts/spot-run.js                production node_modules (undici) beside them: esbuild,
+ *                                           one module per entry plus the code they share (a chunk
+ *                                           under dist/lib/), undici imported as it is installed.
+ *                                           Node's ESM loader costs a process ~1 ms of start-up per
+ *                                           file it loads, and lib/ is some twenty (BENCHMARKS.md,
+ *                                           start-up). Not minified: readable as it is. No source
+ *                                           maps: the package ships exactly these files.
+ *   dist/lib/*.d.ts, dist/scripts/*.d.ts    tsc's declarations, one per module, for the types.
  *   dist/spot-run.mjs (+ .map)              the same command as one self-contained file, undici
  *                                           inlined, to copy into any image that has Node
  *                                           (20.18.1 or newer: the package's engines).
+ *   dist/spot-run.cjs                       that file as CommonJS, which `node --build-snapshot`
+ *                                           turns into a V8 startup snapshot for the Node binary
+ *                                           that runs it (README, "Start-up snapshot"): built and
+ *                                           smoke-run here with this build's node, then removed,
+ *                                           since a blob only loads in the binary that made it.
  *
  * dist/ is rebuilt from scratch every time, so nothing from a deleted source file is ever
  * shipped. Each output is smoke-run with --version before the build calls itself done.
@@ -17,8 +26,9 @@
  * install from git; so the report goes to stderr, and `npm pack --json` keeps a clean stdout.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildFailure } from 'esbuild';
@@ -30,6 +40,8 @@ const TSCONFIG = 'tsconfig.build.json';
 const ENTRY = join(ROOT, 'scripts', 'spot-run.ts');
 const BIN = join(DIST, 'scripts', 'spot-run.js');
 const BUNDLE = join(DIST, 'spot-run.mjs');
+const SNAPSHOT_ENTRY = join(DIST, 'spot-run.cjs');
+const LIBRARY_ENTRY = join(ROOT, 'lib', 'index.ts');
 const SMOKE_TIMEOUT_MS = 15_000;
 
 const BANNER = `#!/usr/bin/env node\n${REQUIRE_SHIM}`;
@@ -50,8 +62,32 @@ function filesUnder(dir: string): string[] {
   );
 }
 
+/** The library and the bin as ESM modules that import undici from node_modules, sharing one chunk. */
+async function library(): Promise<void> {
+  try {
+    await build({
+      absWorkingDir: ROOT,
+      entryPoints: [LIBRARY_ENTRY, ENTRY],
+      outbase: ROOT,
+      outdir: DIST,
+      chunkNames: 'lib/[name]-[hash]',
+      bundle: true,
+      splitting: true,
+      packages: 'external',
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      logLevel: 'warning',
+    });
+  } catch (error) {
+    const count = (error as Partial<BuildFailure>).errors?.length;
+    throw new BuildError(`esbuild could not build the library${count ? ` (${count} error${count === 1 ? '' : 's'} above)` : `: ${String(error)}`}`);
+  }
+}
+
 function compile(): void {
-  // Through the project's own TypeScript, not whatever `tsc` is on PATH.
+  // The declarations (and the type check), through the project's own TypeScript, not whatever
+  // `tsc` is on PATH.
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
   const run = spawnSync(process.execPath, [tsc, '-p', TSCONFIG, '--pretty'], { cwd: ROOT, stdio: 'inherit' });
   if (run.error) throw new BuildError(`could not start tsc: ${run.error.message}`);
@@ -102,6 +138,8 @@ async function bundle(): Promise<void> {
       sourcemap: 'linked',
       banner: { js: entryHasShebang ? REQUIRE_SHIM : BANNER },
     });
+    // No source map: a process started from a snapshot runs code the snapshot holds, not this file.
+    await build({ ...spotRunBundleOptions(ROOT, ENTRY, SNAPSHOT_ENTRY, 'cjs'), minify: true, treeShaking: true });
   } catch (error) {
     // esbuild has already printed its diagnostics; add which step failed.
     const count = (error as Partial<BuildFailure>).errors?.length;
@@ -130,24 +168,50 @@ function smoke(file: string): string {
   return run.stdout.trim();
 }
 
+/**
+ * Builds a startup snapshot from dist/spot-run.cjs with this build's node, in a scratch folder,
+ * and runs --version from it: what catches a module that cannot be part of a snapshot, or code
+ * that breaks when it runs in a process started from one.
+ */
+function smokeSnapshot(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'spot-run-snapshot-'));
+  try {
+    const blob = join(dir, 'spot-run.blob');
+    const node = (args: string[]) =>
+      spawnSync(process.execPath, args, { cwd: dir, encoding: 'utf8', timeout: SMOKE_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] });
+    const made = node(['--snapshot-blob', blob, '--build-snapshot', SNAPSHOT_ENTRY]);
+    if (made.error || made.status !== 0) {
+      throw new BuildError(`node --build-snapshot ${rel(SNAPSHOT_ENTRY)} failed: ${made.error?.message ?? (made.stderr.trim() || `exit ${made.status ?? made.signal}`)}`);
+    }
+    const run = node(['--snapshot-blob', blob, '--', '--version']);
+    if (run.error || run.status !== 0) {
+      throw new BuildError(`--version from the snapshot of ${rel(SNAPSHOT_ENTRY)} failed: ${run.error?.message ?? (run.stderr.trim() || `exit ${run.status ?? run.signal}`)}`);
+    }
+    return run.stdout.trim();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   if (!existsSync(ENTRY)) throw new BuildError(`${rel(ENTRY)} does not exist: nothing to build`);
 
   rmSync(DIST, { recursive: true, force: true });
   compile();
+  await library();
   checkPackageEntryPoints();
   await bundle();
 
   // npm links the bin as it is: without "#!" the shell, not node, would run it.
   if (!readFileSync(BIN, 'utf8').startsWith('#!/usr/bin/env node\n')) {
-    throw new BuildError(`${rel(BIN)} has no "#!/usr/bin/env node" line: ${rel(ENTRY)} must start with one (tsc keeps it)`);
+    throw new BuildError(`${rel(BIN)} has no "#!/usr/bin/env node" line: ${rel(ENTRY)} must start with one (esbuild keeps it)`);
   }
   // npm sets the bin's mode on install, but the image and `./dist/spot-run.mjs` use the files as built.
   for (const file of [BIN, BUNDLE]) chmodSync(file, 0o755);
 
-  const versions = new Set([smoke(BIN), smoke(BUNDLE)]);
-  if (versions.size !== 1) throw new BuildError(`the two builds disagree on --version: ${[...versions].join(' vs ')}`);
+  const versions = new Set([smoke(BIN), smoke(BUNDLE), smokeSnapshot()]);
+  if (versions.size !== 1) throw new BuildError(`the builds disagree on --version: ${[...versions].join(' vs ')}`);
 
   const libFiles = filesUnder(join(DIST, 'lib'));
   const libBytes = libFiles.reduce((sum, file) => sum + statSync(file).size, 0);
@@ -156,6 +220,7 @@ async function main(): Promise<void> {
     [`${rel(join(DIST, 'lib'))}/ (${libFiles.length} files)`, formatSize(libBytes)],
     [rel(BUNDLE), formatSize(statSync(BUNDLE).size)],
     [rel(`${BUNDLE}.map`), formatSize(statSync(`${BUNDLE}.map`).size)],
+    [rel(SNAPSHOT_ENTRY), formatSize(statSync(SNAPSHOT_ENTRY).size)],
   ];
   const width = Math.max(...rows.map(([name]) => name.length));
   for (const [name, size] of rows) console.error(`  ${name.padEnd(width)}  ${size.padStart(9)}`);

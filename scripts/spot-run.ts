@@ -6,6 +6,7 @@
  * out), exit-codes (what each ending exits with) and ending (the failure line and the termination
  * message).
  */
+import { startupSnapshot } from 'node:v8';
 import { VERSION } from '../lib/version.js';
 import { endWithFailure } from './spot-run/ending.js';
 import { CommandFailure, ExitCodes } from './spot-run/exit-codes.js';
@@ -25,12 +26,21 @@ async function main(argv: string[], env: Record<string, string | undefined>): Pr
   return run(await planRun(command.options));
 }
 
-main(process.argv.slice(2), process.env).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    // A usage error (with where the output goes, once the flags that say so are parsed) or a bug.
-    process.exitCode = endWithFailure(err, err instanceof CommandFailure ? err.output : undefined);
-  },
-);
+function start(argv: string[]): void {
+  main(argv, process.env).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      // A usage error (with where the output goes, once the flags that say so are parsed) or a bug.
+      process.exitCode = endWithFailure(err, err instanceof CommandFailure ? err.output : undefined);
+    },
+  );
+}
+
+// Built into a V8 startup snapshot (dist/spot-run.cjs with `node --build-snapshot`), everything
+// above is loaded now, once, and the command runs in each process started from the snapshot. Such
+// a process has no script in its argv: `node --snapshot-blob spot-run.blob -- ARGS` gives
+// [node, ...ARGS].
+if (startupSnapshot.isBuildingSnapshot()) startupSnapshot.setDeserializeMainFunction(() => start(process.argv.slice(1)));
+else start(process.argv.slice(2));

@@ -204,20 +204,21 @@ test('a clean checkout packs, installs and imports as a package (npm pack and gi
     }>;
     assert.ok(packed, 'npm pack reported a tarball');
     const shipped = packed.files.map((f) => f.path).sort();
-    // Every library module's JavaScript and declarations, the bin, and the package's own files;
-    // nothing else (no source maps, no image bundle, no sources).
+    // The library's JavaScript (its entry and the chunk it shares with the bin: esbuild names it by
+    // a hash of its content), every library module's declarations, the bin, and the package's own
+    // files; nothing else (no source maps, no image bundle, no sources).
     const modules = readdirSync(join(checkout, 'lib')).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && !f.endsWith('.test.ts'));
+    const chunks = shipped.filter((f) => /^dist\/lib\/chunk-[A-Z0-9]+\.js$/.test(f));
+    assert.equal(chunks.length, 1, `one shared chunk: ${shipped.join(', ')}`);
     const expected = [
       'LICENSE',
       'README.md',
       'package.json',
       'dist/scripts/spot-run.d.ts',
       'dist/scripts/spot-run.js',
-      // The command's own modules, which the bin imports (JavaScript only: nobody imports them).
-      ...readdirSync(join(checkout, 'scripts', 'spot-run'))
-        .filter((f) => f.endsWith('.ts'))
-        .map((f) => `dist/scripts/spot-run/${f.replace(/\.ts$/, '.js')}`),
-      ...modules.flatMap((f) => [`dist/lib/${f.replace(/\.ts$/, '.js')}`, `dist/lib/${f.replace(/\.ts$/, '.d.ts')}`]),
+      'dist/lib/index.js',
+      ...chunks,
+      ...modules.map((f) => `dist/lib/${f.replace(/\.ts$/, '.d.ts')}`),
     ].sort();
     assert.deepEqual(shipped, expected);
 

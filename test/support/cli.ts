@@ -38,11 +38,13 @@ export interface CliOptions {
   maxOutput?: number;
   /** Run another entry point (e.g. the built `dist/spot-run.mjs`) with plain node instead of tsx. */
   entry?: string;
+  /** Node's own arguments that start the command instead of an entry file, e.g. a startup snapshot's `['--snapshot-blob', blob, '--']`. */
+  launch?: string[];
 }
 
 /** `spot-run ARGS` through tsx (or `node entry ARGS`), resolved when it exits. */
 export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
-  const nodeArgs = options.entry ? [options.entry, ...args] : ['--import', 'tsx', SPOT_RUN_TS, ...args];
+  const nodeArgs = options.launch ? [...options.launch, ...args] : options.entry ? [options.entry, ...args] : ['--import', 'tsx', SPOT_RUN_TS, ...args];
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp' };
   for (const [k, v] of Object.entries(options.env ?? {})) if (v !== undefined) env[k] = v;
   const max = options.maxOutput ?? 4 * 1024 * 1024;
