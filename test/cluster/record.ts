@@ -10,16 +10,17 @@
  * test/cluster/fixtures.test.ts records again and fails when the committed files no longer
  * match what the real server answers.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from 'undici';
 // The public API only (lib/index.ts), so moves inside lib/ do not touch the recorder.
-import { applyCondition, createClient, createTransport, FileTokenSource, type Build, type BuildRef, type BuildStatus, type ClientOptions, type SpotClient } from '../../lib/index.js';
+import { applyCondition, createClient, createTransport, FileTokenSource, monitorCondition, reportFatalError, runTasks, stepTask, TaskFailure, type Build, type BuildRef, type BuildStatus, type ClientOptions, type SpotClient } from '../../lib/index.js';
 import { FIXTURES_DIR, validateExchanges, type Exchange } from '../support/fixtures.js';
 import { pinnedVersions } from './build.js';
 import { startCluster, type Cluster, type ServiceAccountFolder } from './harness.js';
-import { normalize, RecordingDispatcher, type RawExchange } from './recording.js';
+import { normalize, RecordingDispatcher, type NormalizeOptions, type RawExchange } from './recording.js';
 import { buildIdentity, buildPath, createBuild, readBuild, withoutEvents, type StoredBuild } from './support.js';
 
 const NS = 'ns';
@@ -40,7 +41,7 @@ interface Context {
   recorder: RecordingDispatcher;
   /** A client in in-cluster mode whose every request is recorded. */
   client(options?: Pick<ClientOptions, 'events' | 'serviceAccountDir'>): Promise<SpotClient>;
-  /** A fresh `ns/b1` (the previous one deleted) with `status`; remembered for normalizing. */
+  /** A fresh `ns/b1` (the previous one deleted) with `status`; the first one is remembered for normalizing. */
   seed(status?: BuildStatus): Promise<StoredBuild>;
   /** The Build as the library would read it, without recording a request. */
   read(): Promise<Build>;
@@ -50,6 +51,8 @@ interface Context {
   tokenName: string;
   /** The service-account folder the client reads (default `sa`). */
   folder: ServiceAccountFolder;
+  /** How this scenario's fixture names what the server chose (uids, versions) and the run's clock. */
+  norm: Pick<NormalizeOptions, 'canonicalBuildUid' | 'uids' | 'firstBuildResourceVersion' | 'pinnedVersions' | 'runStartedMs'>;
 }
 
 interface Scenario {
@@ -77,6 +80,148 @@ function beforePatches(ctx: Context, actions: Array<() => Promise<void>>): void 
     if (request.method === 'PATCH' && request.path.endsWith('/status') && n < actions.length) await actions[n++]!();
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// The runner's flows (test/runner-fixtures.test.ts, test/failure-semantics.test.ts): the library
+// runs the tests' own tasks against the real server. The fixtures keep the tests' names for what
+// the server chose: the Build's uid, its resourceVersions from 2001 (3001 for the fatal path,
+// 4001 for monitorCondition), events about instance b1-build-pod.
+
+const RUN_UID = '7d1c9e42-3b5a-4f0e-8c21-6a9e0f4b2d17';
+const RUN_EVENTS = { events: { instance: 'b1-build-pod' } } as const;
+const THREE = ['Fetching Source', 'Building Image', 'Pushing Image'];
+const STDERR = 'npm ERR! missing script: build\nnpm ERR! A complete log of this run can be found in /tmp/npm.log';
+
+/** A run from an operator-created Build (no status unless given), its times and versions normalized. */
+async function runScenario(ctx: Context, firstVersion: number, status?: BuildStatus): Promise<void> {
+  ctx.norm.canonicalBuildUid = RUN_UID;
+  ctx.norm.firstBuildResourceVersion = firstVersion;
+  ctx.norm.runStartedMs = Date.now();
+  await ctx.seed(status);
+}
+
+/** Step output kept out of the recorder's own output; results folders in a scratch folder. */
+async function withSteps<T>(fn: (io: { stdout: (t: string) => void; stderr: (t: string) => void; resultsParent: string; killGraceMs: number }) => Promise<T>): Promise<T> {
+  const scratch = mkdtempSync(join(tmpdir(), 'spot-record-'));
+  try {
+    return await fn({ stdout: () => {}, stderr: () => {}, resultsParent: scratch, killGraceMs: 200 });
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+const IN_PROGRESS_AT_STEP_2: BuildStatus = {
+  phase: 'Running',
+  conditions: [
+    { type: 'Fetching Source', status: 'Success', lastTransitionTime: '2025-06-01T10:00:02Z', reason: 'Succeeded' },
+    { type: 'Building Image', status: 'In Progress', lastTransitionTime: '2025-06-01T10:00:02Z' },
+    { type: 'Pushing Image', status: '', lastTransitionTime: '2025-06-01T10:00:01Z' },
+  ],
+};
+
+const RUN_SCENARIOS: Scenario[] = [
+  {
+    name: 'run-three-steps',
+    async run(ctx) {
+      await runScenario(ctx, 2001);
+      await runTasks(await ctx.client(RUN_EVENTS), ref, THREE.map((type) => ({ type, run: async () => {} })));
+    },
+  },
+  {
+    name: 'run-step-fails',
+    async run(ctx) {
+      await runScenario(ctx, 2001);
+      await runTasks(await ctx.client(RUN_EVENTS), ref, [
+        { type: 'Fetching Source', run: async () => {} },
+        { type: 'Building Image', run: async () => { throw new TaskFailure('StepFailed', `exit code 3; last stderr lines:\n${STDERR}`); } },
+        { type: 'Pushing Image', run: async () => {} },
+      ]);
+    },
+  },
+  {
+    name: 'run-image-result',
+    async run(ctx) {
+      await runScenario(ctx, 2001);
+      const client = await ctx.client(RUN_EVENTS);
+      await withSteps((io) => runTasks(client, ref, [
+        stepTask({ type: 'Building Image', command: 'echo built' }, io),
+        stepTask(
+          {
+            type: 'Pushing Image',
+            command: `printf 'registry.example.com/team/app:3f2c1a9@sha256:9b2f0c4e\\n' > "$SPOT_RESULTS_DIR/image-url"; printf '{"digest":"sha256:9b2f0c4e","builder":"kaniko"}' > "$SPOT_RESULTS_DIR/image-metadata"`,
+          },
+          io,
+        ),
+      ]));
+    },
+  },
+  {
+    name: 'run-step-timeout',
+    async run(ctx) {
+      await runScenario(ctx, 2001);
+      const client = await ctx.client(RUN_EVENTS);
+      await withSteps((io) => runTasks(client, ref, [stepTask({ type: 'Building Image', timeoutSeconds: 0.5, command: 'echo compiling... >&2; sleep 30' }, io)]));
+    },
+  },
+  {
+    name: 'run-conflict',
+    async run(ctx) {
+      await runScenario(ctx, 2001);
+      // Between our second and third write the operator (the harness) records the pod and its
+      // own condition; the fixture numbers its write 2010, as the test's story does.
+      beforePatches(ctx, [async () => {}, async () => {}, async () => {
+        const current = await ctx.read();
+        const conditions = [...(current.status?.conditions ?? []), { type: 'Pod Deployment', status: 'Success' as const, lastTransitionTime: '2025-06-01T10:00:02Z', reason: 'PodRunning', message: 'pod ns/b1-build-pod is running' }];
+        await ctx.operatorWrites({ ...current.status, pod: { namespace: NS, name: 'b1-build-pod' }, conditions });
+        ctx.norm.pinnedVersions!.set((await ctx.read()).metadata.resourceVersion!, 2010);
+      }]);
+      await runTasks(await ctx.client(RUN_EVENTS), ref, THREE.map((type) => ({ type, run: async () => {} })));
+    },
+  },
+  {
+    name: 'run-build-replaced',
+    async run(ctx) {
+      await runScenario(ctx, 2001);
+      // Before the first write the Build is deleted and created again under the same name.
+      beforePatches(ctx, [async () => {
+        const again = await ctx.seed();
+        ctx.norm.uids!.set(again.metadata.uid as string, 'e4f0a6b1-9c2d-4e7f-a3b8-5d1c0f9e2a64');
+        ctx.norm.pinnedVersions!.set(again.metadata.resourceVersion as string, 2107);
+      }]);
+      await runTasks(await ctx.client(), ref, [{ type: 'Building Image', run: async () => {} }]).catch(() => {});
+    },
+  },
+  {
+    name: 'run-monitor-in-progress',
+    async run(ctx) {
+      await runScenario(ctx, 4001, RUNNING);
+      await monitorCondition(await ctx.client(), ref, 'Building Image', async () => 'sha256:9b2f0c4e');
+    },
+  },
+  {
+    name: 'run-monitor-success',
+    async run(ctx) {
+      await runScenario(ctx, 4001);
+      await monitorCondition(await ctx.client(), ref, 'Building Image', async () => 42);
+    },
+  },
+  {
+    name: 'run-monitor-error',
+    async run(ctx) {
+      await runScenario(ctx, 4001);
+      await monitorCondition(await ctx.client(), ref, 'Building Image', async () => {
+        throw new TaskFailure('StepFailed', 'exit code 2');
+      });
+    },
+  },
+  {
+    name: 'run-fatal',
+    async run(ctx) {
+      await runScenario(ctx, 3001, IN_PROGRESS_AT_STEP_2);
+      await reportFatalError(await ctx.client(RUN_EVENTS), ref, new Error('cannot push: registry.example.com unreachable'));
+    },
+  },
+];
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -276,6 +421,7 @@ export const SCENARIOS: Scenario[] = [
       await client.getBuild(ref);
     },
   },
+  ...RUN_SCENARIOS,
 ];
 
 /** The CRD is gone: the route itself answers 404. Recorded last, on its own (it deletes the CRD). */
@@ -326,6 +472,7 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
       recorder,
       tokenName: 'test-token',
       folder: sa,
+      norm: { uids: new Map(), pinnedVersions: new Map() },
       async client(options = {}) {
         const client = await createClient({
           env: { ...(options.serviceAccountDir ? { ...sa.env, SPOT_SERVICEACCOUNT_DIR: options.serviceAccountDir } : sa.env) },
@@ -338,8 +485,10 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
       },
       async seed(status) {
         await cluster.http.send({ method: 'DELETE', path: buildPath(NS, 'b1') });
-        seeded = await createBuild(cluster, NS, 'b1', SPEC, status);
-        return seeded;
+        // The first Build of the scenario is the one the fixture names (a scenario may create it again).
+        const created = await createBuild(cluster, NS, 'b1', SPEC, status);
+        seeded ??= created;
+        return created;
       },
       read: () => readBuild(cluster, NS, 'b1') as unknown as Promise<Build>,
       async operatorWrites(status) {
@@ -356,6 +505,7 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
     const tokens = new Map<string, string>([[issued, ctx.tokenName]]);
     if (ctx.folder !== sa) tokens.set(ctx.folder.token, 'test-token');
     const exchanges = normalize(recorder.exchanges as RawExchange[], {
+      ...ctx.norm,
       tokens,
       buildUid: seeded?.metadata.uid ?? '',
       buildVersions: seeded ? [seeded.metadata.resourceVersion as string] : [],
