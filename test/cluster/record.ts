@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from 'undici';
 // The public API only (lib/index.ts), so moves inside lib/ do not touch the recorder.
-import { applyCondition, createClient, createTransport, FileTokenSource, monitorCondition, reportFatalError, runTasks, stepTask, TaskFailure, type Build, type BuildRef, type BuildStatus, type ClientOptions, type SpotClient } from '../../lib/index.js';
+import { applyCondition, createClient, createTransport, FileTokenSource, monitorCondition, reportFatalError, runTasks, stepTask, TaskFailure, type Build, type BuildRef, type BuildStatus, type ClientOptions, type SpotClient, type Task } from '../../lib/index.js';
 import { FIXTURES_DIR, validateExchanges, type Exchange } from '../support/fixtures.js';
 import { pinnedVersions } from './build.js';
 import { startCluster, type Cluster, type ServiceAccountFolder } from './harness.js';
@@ -40,9 +40,11 @@ interface Context {
   sa: ServiceAccountFolder;
   recorder: RecordingDispatcher;
   /** A client in in-cluster mode whose every request is recorded. */
-  client(options?: Pick<ClientOptions, 'events' | 'serviceAccountDir'>): Promise<SpotClient>;
+  client(options?: Pick<ClientOptions, 'events' | 'serviceAccountDir' | 'resource'>): Promise<SpotClient>;
   /** A fresh `ns/b1` (the previous one deleted) with `status`; the first one is remembered for normalizing. */
   seed(status?: BuildStatus): Promise<StoredBuild>;
+  /** Makes `build` the scenario's Build for normalizing (when it did not come from `seed`). */
+  remember(build: StoredBuild): void;
   /** The Build as the library would read it, without recording a request. */
   read(): Promise<Build>;
   /** The operator (the harness) replaces the status. */
@@ -52,11 +54,13 @@ interface Context {
   /** The service-account folder the client reads (default `sa`). */
   folder: ServiceAccountFolder;
   /** How this scenario's fixture names what the server chose (uids, versions) and the run's clock. */
-  norm: Pick<NormalizeOptions, 'canonicalBuildUid' | 'uids' | 'firstBuildResourceVersion' | 'pinnedVersions' | 'runStartedMs'>;
+  norm: Pick<NormalizeOptions, 'buildName' | 'canonicalBuildUid' | 'uids' | 'firstBuildResourceVersion' | 'pinnedVersions' | 'runStartedMs'>;
 }
 
 interface Scenario {
   name: string;
+  /** `spot`: recorded last, with the published Spot CRD in place of deploy/crd.yaml's, in the operator's layout. */
+  layout?: 'spot';
   run(ctx: Context): Promise<void>;
 }
 
@@ -220,6 +224,145 @@ const RUN_SCENARIOS: Scenario[] = [
       await runScenario(ctx, 3001, IN_PROGRESS_AT_STEP_2);
       await reportFatalError(await ctx.client(RUN_EVENTS), ref, new Error('cannot push: registry.example.com unreachable'));
     },
+  },
+  {
+    name: 'custom-resource',
+    async run(ctx) {
+      // Another group's resource with a status subresource (test/spot-shape-fixtures.test.ts's
+      // client option), and a Role letting b1's identity use it.
+      const { cluster } = ctx;
+      await cluster.kubectlOk(['apply', '-f', '-'], JSON.stringify(PIPELINE_BUILDS_CRD));
+      await cluster.kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/pipelinebuilds.ci.example.com']);
+      await cluster.kubectlOk(['apply', '-f', '-'], JSON.stringify(pipelineBuildsRole(ctx.sa.serviceAccount)));
+      const path = `/apis/ci.example.com/v1beta1/namespaces/${NS}/pipelinebuilds`;
+      await cluster.http.send({ method: 'DELETE', path: `${path}/b1` });
+      const created = await waitFor('the pipelinebuilds route', async () => {
+        const r = await cluster.http.send<StoredBuild>({ method: 'POST', path, body: { apiVersion: 'ci.example.com/v1beta1', kind: 'PipelineBuild', metadata: { name: 'b1', namespace: NS } } });
+        return r.status === 201 ? r.body : undefined;
+      });
+      ctx.remember(created);
+      ctx.norm.canonicalBuildUid = '0c5e8f3a-6d21-4b9e-a7f0-3e2d1c4b5a69';
+      ctx.norm.firstBuildResourceVersion = 41;
+      ctx.norm.runStartedMs = Date.now();
+      const client = await ctx.client({ resource: { group: 'ci.example.com', version: 'v1beta1', plural: 'pipelinebuilds' }, events: { instance: 'b1-build-pod' } });
+      const build = await client.getBuild(ref);
+      const stored = await client.updateBuildStatus(ref, (b) => applyCondition(b.status!, { type: 'Testing', status: 'In Progress' }), { base: build });
+      await client.recordEvent(stored, { type: 'Normal', reason: 'TestsStarted', message: 'running the tests' });
+    },
+  },
+];
+
+const PIPELINE_BUILDS_CRD = {
+  apiVersion: 'apiextensions.k8s.io/v1',
+  kind: 'CustomResourceDefinition',
+  metadata: { name: 'pipelinebuilds.ci.example.com' },
+  spec: {
+    group: 'ci.example.com',
+    scope: 'Namespaced',
+    names: { plural: 'pipelinebuilds', singular: 'pipelinebuild', kind: 'PipelineBuild' },
+    versions: [{ name: 'v1beta1', served: true, storage: true, subresources: { status: {} }, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+  },
+};
+
+const pipelineBuildsRole = (serviceAccount: string) => ({
+  apiVersion: 'v1',
+  kind: 'List',
+  items: [
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'pipelinebuilds', namespace: NS }, rules: [{ apiGroups: ['ci.example.com'], resources: ['pipelinebuilds', 'pipelinebuilds/status'], verbs: ['get', 'patch'] }] },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'pipelinebuilds', namespace: NS },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'pipelinebuilds' },
+      subjects: [{ kind: 'ServiceAccount', name: serviceAccount, namespace: NS }],
+    },
+  ],
+});
+
+/** Polls `probe` (every 50 ms, up to 10 s) until it gives a value. */
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  for (let i = 0; ; i++) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (i > 200) throw new Error(`${what}: not ready after 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The published Spot CRD (test/spot-shape-fixtures.test.ts): deploy/spot-crd.yaml in the
+// operator's layout (deploy/operator-layout.yaml): the builder's identity in spot-system, the
+// Build deploy/spot-sample-build.yaml in workspace-a, its pod started by the operator.
+
+const WORKSPACE = 'workspace-a';
+const SPOT_REF: BuildRef = { namespace: WORKSPACE, name: 'sample-build' };
+const SPOT_POD = { name: 'sample-build-x7k2p', namespace: 'spot-system' };
+const SPOT_DIGEST = 'sha256:11c8d96f1ece6ebe0983ec43843f9174dd9bc3b94fe33ded894f5d9dbb6b0f78';
+const SPOT_IMAGE = 'registry.example.com/team/app:1.0.0';
+const SPOT_SAMPLE_BUILD = readFileSync(fileURLToPath(new URL('../../deploy/spot-sample-build.yaml', import.meta.url)), 'utf8');
+
+/** Replaces deploy/crd.yaml's CRD (same name) by the published one and applies the operator's layout. */
+async function spotLayout(cluster: Cluster): Promise<ServiceAccountFolder> {
+  await cluster.kubectlOk(['delete', 'crd', 'builds.spot.release.com', '--ignore-not-found', '--wait=true']);
+  await cluster.applyDeploy(['deploy/spot-crd.yaml']);
+  await cluster.ensureNamespace(WORKSPACE);
+  await cluster.ensureNamespace('spot-system');
+  await cluster.applyDeploy(['deploy/operator-layout.yaml']);
+  return cluster.serviceAccountFolder('spot-system', 'spot-builder');
+}
+
+/** The sample Build, created again, with the operator's first status write (pod started, stage Running). */
+async function spotRun(ctx: Context, spot: ServiceAccountFolder, tasks: (io: Parameters<Parameters<typeof withSteps>[0]>[0]) => Task[]): Promise<void> {
+  const { cluster } = ctx;
+  const path = buildPath(WORKSPACE, 'sample-build');
+  await cluster.http.send({ method: 'DELETE', path });
+  const stored = await waitFor('the published Spot CRD is served', async () => {
+    // `kubectl create`, as the operator creates it: no last-applied-configuration annotation.
+    const created = await cluster.kubectlOk(['create', '-f', '-'], SPOT_SAMPLE_BUILD).then(() => true, () => false);
+    if (!created) return undefined;
+    const build = await readBuild(cluster, WORKSPACE, 'sample-build');
+    const r = await cluster.http.send<StoredBuild>({ method: 'PUT', path: `${path}/status`, body: { ...build, status: { stage: 'Running', pod: SPOT_POD, conditions: [] } } });
+    // Still deploy/crd.yaml's schema if the conditions were kept (its phase is not required).
+    return r.status === 200 && (r.body.status as { conditions?: unknown }).conditions === undefined ? r.body : undefined;
+  });
+  ctx.remember(stored);
+  ctx.folder = spot;
+  ctx.norm.buildName = 'sample-build';
+  ctx.norm.canonicalBuildUid = '4b0d7c1e-9a2f-4e63-b8d5-2f61c0a9e7d3';
+  ctx.norm.firstBuildResourceVersion = 3001;
+  ctx.norm.runStartedMs = Date.now();
+  const client = await ctx.client({ serviceAccountDir: spot.dir, events: { instance: SPOT_POD.name } });
+  await withSteps((io) => runTasks(client, SPOT_REF, tasks(io)));
+}
+
+let spotIdentity: ServiceAccountFolder | undefined;
+
+const SPOT_SCENARIOS: Scenario[] = [
+  {
+    name: 'run-spot-three-steps',
+    layout: 'spot',
+    run: (ctx) => spotRun(ctx, spotIdentity!, (io) => [
+      stepTask({ type: THREE[0]!, command: 'echo cloned' }, io),
+      stepTask({ type: THREE[1]!, command: 'echo built' }, io),
+      stepTask({ type: THREE[2]!, command: `echo ${SPOT_IMAGE} > "$SPOT_RESULTS_DIR/image-url"; echo ${SPOT_DIGEST} > "$SPOT_RESULTS_DIR/image-digest"` }, io),
+    ]),
+  },
+  {
+    name: 'run-spot-step-fails',
+    layout: 'spot',
+    run: (ctx) => spotRun(ctx, spotIdentity!, (io) => [
+      stepTask({ type: THREE[0]!, command: 'true' }, io),
+      stepTask({ type: THREE[1]!, command: 'echo "npm ERR! missing script: build" >&2; exit 3' }, io),
+      { type: THREE[2]!, run: async () => {} },
+    ]),
+  },
+  {
+    name: 'run-spot-pruned-fields',
+    layout: 'spot',
+    run: (ctx) => spotRun(ctx, spotIdentity!, () => [
+      { type: 'Building Image', run: async () => ({ status: { image: { url: SPOT_IMAGE, metadata: { builder: 'buildkit' } } } }) },
+      { type: 'Pushing Image', run: async () => ({ status: { image: { url: SPOT_IMAGE, digest: SPOT_DIGEST } } }) },
+    ]),
   },
 ];
 
@@ -422,6 +565,7 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   ...RUN_SCENARIOS,
+  ...SPOT_SCENARIOS,
 ];
 
 /** The CRD is gone: the route itself answers 404. Recorded last, on its own (it deletes the CRD). */
@@ -459,7 +603,11 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
     },
   });
   const out: Recorded[] = [];
-  for (const scenario of [...SCENARIOS, CRD_MISSING].filter((s) => !only || only.includes(s.name))) {
+  // The Spot CRD takes the place of deploy/crd.yaml's (the same name): those scenarios come last.
+  const ordered = [...SCENARIOS.filter((s) => !s.layout), CRD_MISSING, ...SCENARIOS.filter((s) => s.layout === 'spot')];
+  spotIdentity = undefined;
+  for (const scenario of ordered.filter((s) => !only || only.includes(s.name))) {
+    if (scenario.layout === 'spot') spotIdentity ??= await spotLayout(cluster);
     const sa = await cluster.serviceAccountFolder(NS, serviceAccount);
     // The token the server issued (a scenario may write other ones into the folder).
     const issued = sa.token;
@@ -489,6 +637,9 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
         const created = await createBuild(cluster, NS, 'b1', SPEC, status);
         seeded ??= created;
         return created;
+      },
+      remember(build) {
+        seeded ??= build;
       },
       read: () => readBuild(cluster, NS, 'b1') as unknown as Promise<Build>,
       async operatorWrites(status) {

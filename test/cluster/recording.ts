@@ -96,8 +96,8 @@ export const CANONICAL = {
   firstEventResourceVersion: 5001,
   /** What the server stamps (creationTimestamp, managedFields[].time). */
   serverTime: '2025-06-01T10:00:00Z',
-  eventName: /^b1\.[0-9a-f]{16,}$/,
-  eventNamePattern: '<re:^b1\\.[0-9a-f]{16,}$>',
+  /** Events are named `<object>.<hex clock>`: the pattern a fixture's request holds for them. */
+  eventNamePattern: (object: string) => `<re:^${object.replace(/[.]/g, '\\.')}\\.[0-9a-f]{16,}$>`,
 } as const;
 
 export interface NormalizeOptions {
@@ -105,6 +105,8 @@ export interface NormalizeOptions {
   tokens: Map<string, string>;
   /** The real uid of the Build, replaced by CANONICAL.buildUid. */
   buildUid: string;
+  /** The Build's name, which its events' names start with (default `b1`). */
+  buildName?: string;
   /** Build resourceVersions already known, in order (the seeded Build's first): they map to 1001, 1002, ... */
   buildVersions?: string[];
   /** The fixture's uid for `buildUid` (default CANONICAL.buildUid). */
@@ -260,9 +262,18 @@ class Normalizer {
     return this.#eventUid.get(uid)!;
   }
 
-  /** Event names carry the recording clock; in answers they become b1.<n-th name>. */
+  get #object(): string {
+    return this.o.buildName ?? 'b1';
+  }
+
+  /** Names the recording clock is in: `<object>.<hex>`, anywhere in a text. */
+  get eventNames(): RegExp {
+    return new RegExp(`${this.#object.replace(/[.]/g, '\\.')}\\.[0-9a-f]{16,}`, 'g');
+  }
+
+  /** Event names carry the recording clock; in answers they become <object>.<n-th name>. */
   eventName(name: string): string {
-    if (!this.#eventNames.has(name)) this.#eventNames.set(name, `b1.${(0x1844cf1ee0a9c000n + BigInt(this.#eventNames.size)).toString(16)}`);
+    if (!this.#eventNames.has(name)) this.#eventNames.set(name, `${this.#object}.${(0x1844cf1ee0a9c000n + BigInt(this.#eventNames.size)).toString(16)}`);
     return this.#eventNames.get(name)!;
   }
 
@@ -283,7 +294,7 @@ class Normalizer {
       if (typeof meta.uid === 'string') meta.uid = isEvent ? this.eventUid(meta.uid) : this.buildUid(meta.uid);
       if (typeof meta.creationTimestamp === 'string') meta.creationTimestamp = CANONICAL.serverTime;
       // In answers, event names were already replaced in the text (they appear in messages too).
-      if (isEvent && from === 'request' && typeof meta.name === 'string' && CANONICAL.eventName.test(meta.name)) meta.name = CANONICAL.eventNamePattern;
+      if (isEvent && from === 'request' && typeof meta.name === 'string' && new RegExp(`^${this.eventNames.source}$`).test(meta.name)) meta.name = CANONICAL.eventNamePattern(this.#object);
       if (Array.isArray(meta.managedFields)) {
         const entries = meta.managedFields as Array<Record<string, unknown>>;
         for (const entry of entries) if (typeof entry.time === 'string') entry.time = CANONICAL.serverTime;
@@ -303,7 +314,7 @@ class Normalizer {
 
   path(path: string): string {
     // A fold PATCHes the first event by its (clock-derived) name.
-    return path.replace(/(\/events\/)b1\.[0-9a-f]{16,}$/, '$1<any>');
+    return path.replace(new RegExp(`(/events/)${this.eventNames.source}$`), '$1<any>');
   }
 
   authorization(value: string): string {
@@ -340,7 +351,7 @@ export function normalize(raw: readonly RawExchange[], options: NormalizeOptions
     for (const name of REPLY_HEADERS) if (x.reply.headers[name] !== undefined) replyHeaders[name] = x.reply.headers[name]!;
     reply.headers = replyHeaders;
     // Event names (a clock in them) also appear in Status messages and details: replace them everywhere.
-    const replyText = x.reply.body.replace(/b1\.[0-9a-f]{16,}/g, (name) => n.eventName(name));
+    const replyText = x.reply.body.replace(n.eventNames, (name) => n.eventName(name));
     const replyBody = parseBody(replyText, x.reply.headers['content-type']);
     if (replyBody !== undefined) reply.body = n.object(n.clock ? n.clock.reply(replyBody) : replyBody, 'reply', x.request.path);
     return { request, reply };
