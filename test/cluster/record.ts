@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from 'undici';
 // The public API only (lib/index.ts), so moves inside lib/ do not touch the recorder.
-import { applyCondition, createClient, createTransport, FileTokenSource, monitorCondition, reportFatalError, runTasks, stepTask, TaskFailure, type Build, type BuildRef, type BuildStatus, type ClientOptions, type SpotClient, type Task } from '../../lib/index.js';
+import { applyCondition, clientFromConfig, createClient, createTransport, FileTokenSource, monitorCondition, reportFatalError, runTasks, stepTask, TaskFailure, type Build, type BuildRef, type BuildStatus, type ClientOptions, type SpotClient, type Task } from '../../lib/index.js';
 import { FIXTURES_DIR, validateExchanges, type Exchange } from '../support/fixtures.js';
 import { pinnedVersions } from './build.js';
 import { startCluster, type Cluster, type ServiceAccountFolder } from './harness.js';
@@ -51,6 +51,8 @@ interface Context {
   operatorWrites(status: BuildStatus): Promise<void>;
   /** Name the real token gets in the fixture (default `test-token`). */
   tokenName: string;
+  /** Other real tokens the scenario minted, and their names in the fixture. */
+  tokenNames: Map<string, string>;
   /** The service-account folder the client reads (default `sa`). */
   folder: ServiceAccountFolder;
   /** How this scenario's fixture names what the server chose (uids, versions) and the run's clock. */
@@ -366,6 +368,29 @@ const SPOT_SCENARIOS: Scenario[] = [
   },
 ];
 
+/** The token file re-read once a minute (test/token.test.ts's fake clock), with a second token the server issued. */
+const TOKEN_PERIODIC_REREAD: Scenario = {
+  name: 'token-periodic-reread',
+  async run(ctx) {
+    await ctx.seed(RUNNING);
+    const clock = { now: 0 };
+    const source = await FileTokenSource.open(join(ctx.sa.dir, 'token'), { now: () => clock.now });
+    const client = clientFromConfig({ server: ctx.cluster.url, ca: undefined, tokenSource: source, namespace: NS }, { dispatcher: ctx.recorder, retry: { maxRetries: 0 } });
+    try {
+      await client.getBuild(ref);
+      const rotated = await ctx.cluster.mintToken(NS, ctx.sa.serviceAccount);
+      ctx.tokenNames.set(rotated, 'test-token-rotated');
+      await ctx.sa.rotate(rotated);
+      clock.now = 30_000;
+      await client.getBuild(ref);
+      clock.now = 60_000;
+      await client.getBuild(ref);
+    } finally {
+      await client.close();
+    }
+  },
+};
+
 export const SCENARIOS: Scenario[] = [
   {
     name: 'get-build',
@@ -564,6 +589,7 @@ export const SCENARIOS: Scenario[] = [
       await client.getBuild(ref);
     },
   },
+  TOKEN_PERIODIC_REREAD,
   ...RUN_SCENARIOS,
   ...SPOT_SCENARIOS,
 ];
@@ -619,6 +645,7 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
       sa,
       recorder,
       tokenName: 'test-token',
+      tokenNames: new Map(),
       folder: sa,
       norm: { uids: new Map(), pinnedVersions: new Map() },
       async client(options = {}) {
@@ -653,7 +680,7 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
       for (const c of clients) await c.close();
       await recorder.close();
     }
-    const tokens = new Map<string, string>([[issued, ctx.tokenName]]);
+    const tokens = new Map<string, string>([...ctx.tokenNames, [issued, ctx.tokenName]]);
     if (ctx.folder !== sa) tokens.set(ctx.folder.token, 'test-token');
     const exchanges = normalize(recorder.exchanges as RawExchange[], {
       ...ctx.norm,
