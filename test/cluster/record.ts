@@ -55,6 +55,8 @@ interface Context {
   tokenNames: Map<string, string>;
   /** The service-account folder the client reads (default `sa`). */
   folder: ServiceAccountFolder;
+  /** The builder's identity of the operator's layout, for `layout: 'spot'` scenarios. */
+  spot: ServiceAccountFolder | undefined;
   /** How this scenario's fixture names what the server chose (uids, versions) and the run's clock. */
   norm: Pick<NormalizeOptions, 'buildName' | 'canonicalBuildUid' | 'uids' | 'firstBuildResourceVersion' | 'pinnedVersions' | 'runStartedMs'>;
 }
@@ -314,7 +316,7 @@ async function spotLayout(cluster: Cluster): Promise<ServiceAccountFolder> {
 }
 
 /** The sample Build, created again, with the operator's first status write (pod started, stage Running). */
-async function spotRun(ctx: Context, spot: ServiceAccountFolder, tasks: (io: Parameters<Parameters<typeof withSteps>[0]>[0]) => Task[]): Promise<void> {
+async function spotRun(ctx: Context, tasks: (io: Parameters<Parameters<typeof withSteps>[0]>[0]) => Task[]): Promise<void> {
   const { cluster } = ctx;
   const path = buildPath(WORKSPACE, 'sample-build');
   await cluster.http.send({ method: 'DELETE', path });
@@ -328,6 +330,7 @@ async function spotRun(ctx: Context, spot: ServiceAccountFolder, tasks: (io: Par
     return r.status === 200 && (r.body.status as { conditions?: unknown }).conditions === undefined ? r.body : undefined;
   });
   ctx.remember(stored);
+  const spot = ctx.spot!;
   ctx.folder = spot;
   ctx.norm.buildName = 'sample-build';
   ctx.norm.canonicalBuildUid = '4b0d7c1e-9a2f-4e63-b8d5-2f61c0a9e7d3';
@@ -337,13 +340,11 @@ async function spotRun(ctx: Context, spot: ServiceAccountFolder, tasks: (io: Par
   await withSteps((io) => runTasks(client, SPOT_REF, tasks(io)));
 }
 
-let spotIdentity: ServiceAccountFolder | undefined;
-
 const SPOT_SCENARIOS: Scenario[] = [
   {
     name: 'run-spot-three-steps',
     layout: 'spot',
-    run: (ctx) => spotRun(ctx, spotIdentity!, (io) => [
+    run: (ctx) => spotRun(ctx, (io) => [
       stepTask({ type: THREE[0]!, command: 'echo cloned' }, io),
       stepTask({ type: THREE[1]!, command: 'echo built' }, io),
       stepTask({ type: THREE[2]!, command: `echo ${SPOT_IMAGE} > "$SPOT_RESULTS_DIR/image-url"; echo ${SPOT_DIGEST} > "$SPOT_RESULTS_DIR/image-digest"` }, io),
@@ -352,7 +353,7 @@ const SPOT_SCENARIOS: Scenario[] = [
   {
     name: 'run-spot-step-fails',
     layout: 'spot',
-    run: (ctx) => spotRun(ctx, spotIdentity!, (io) => [
+    run: (ctx) => spotRun(ctx, (io) => [
       stepTask({ type: THREE[0]!, command: 'true' }, io),
       stepTask({ type: THREE[1]!, command: 'echo "npm ERR! missing script: build" >&2; exit 3' }, io),
       { type: THREE[2]!, run: async () => {} },
@@ -361,7 +362,7 @@ const SPOT_SCENARIOS: Scenario[] = [
   {
     name: 'run-spot-pruned-fields',
     layout: 'spot',
-    run: (ctx) => spotRun(ctx, spotIdentity!, () => [
+    run: (ctx) => spotRun(ctx, () => [
       { type: 'Building Image', run: async () => ({ status: { image: { url: SPOT_IMAGE, metadata: { builder: 'buildkit' } } } }) },
       { type: 'Pushing Image', run: async () => ({ status: { image: { url: SPOT_IMAGE, digest: SPOT_DIGEST } } }) },
     ]),
@@ -631,9 +632,9 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
   const out: Recorded[] = [];
   // The Spot CRD takes the place of deploy/crd.yaml's (the same name): those scenarios come last.
   const ordered = [...SCENARIOS.filter((s) => !s.layout), CRD_MISSING, ...SCENARIOS.filter((s) => s.layout === 'spot')];
-  spotIdentity = undefined;
+  let spot: ServiceAccountFolder | undefined;
   for (const scenario of ordered.filter((s) => !only || only.includes(s.name))) {
-    if (scenario.layout === 'spot') spotIdentity ??= await spotLayout(cluster);
+    if (scenario.layout === 'spot') spot ??= await spotLayout(cluster);
     const sa = await cluster.serviceAccountFolder(NS, serviceAccount);
     // The token the server issued (a scenario may write other ones into the folder).
     const issued = sa.token;
@@ -647,6 +648,7 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
       tokenName: 'test-token',
       tokenNames: new Map(),
       folder: sa,
+      spot,
       norm: { uids: new Map(), pinnedVersions: new Map() },
       async client(options = {}) {
         const client = await createClient({
