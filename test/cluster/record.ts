@@ -10,16 +10,17 @@
  * test/cluster/fixtures.test.ts records again and fails when the committed files no longer
  * match what the real server answers.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent } from 'undici';
 // The public API only (lib/index.ts), so moves inside lib/ do not touch the recorder.
-import { applyCondition, createClient, createTransport, FileTokenSource, type Build, type BuildRef, type BuildStatus, type ClientOptions, type SpotClient } from '../../lib/index.js';
+import { applyCondition, clientFromConfig, createClient, createTransport, FileTokenSource, monitorCondition, reportFatalError, runTasks, stepTask, TaskFailure, type Build, type BuildRef, type BuildStatus, type ClientOptions, type SpotClient, type Task } from '../../lib/index.js';
 import { FIXTURES_DIR, validateExchanges, type Exchange } from '../support/fixtures.js';
 import { pinnedVersions } from './build.js';
 import { startCluster, type Cluster, type ServiceAccountFolder } from './harness.js';
-import { normalize, RecordingDispatcher, type RawExchange } from './recording.js';
+import { normalize, RecordingDispatcher, type NormalizeOptions, type RawExchange } from './recording.js';
 import { buildIdentity, buildPath, createBuild, readBuild, withoutEvents, type StoredBuild } from './support.js';
 
 const NS = 'ns';
@@ -39,21 +40,31 @@ interface Context {
   sa: ServiceAccountFolder;
   recorder: RecordingDispatcher;
   /** A client in in-cluster mode whose every request is recorded. */
-  client(options?: Pick<ClientOptions, 'events' | 'serviceAccountDir'>): Promise<SpotClient>;
-  /** A fresh `ns/b1` (the previous one deleted) with `status`; remembered for normalizing. */
+  client(options?: Pick<ClientOptions, 'events' | 'serviceAccountDir' | 'resource'>): Promise<SpotClient>;
+  /** A fresh `ns/b1` (the previous one deleted) with `status`; the first one is remembered for normalizing. */
   seed(status?: BuildStatus): Promise<StoredBuild>;
+  /** Makes `build` the scenario's Build for normalizing (when it did not come from `seed`). */
+  remember(build: StoredBuild): void;
   /** The Build as the library would read it, without recording a request. */
   read(): Promise<Build>;
   /** The operator (the harness) replaces the status. */
   operatorWrites(status: BuildStatus): Promise<void>;
   /** Name the real token gets in the fixture (default `test-token`). */
   tokenName: string;
+  /** Other real tokens the scenario minted, and their names in the fixture. */
+  tokenNames: Map<string, string>;
   /** The service-account folder the client reads (default `sa`). */
   folder: ServiceAccountFolder;
+  /** The builder's identity of the operator's layout, for `layout: 'spot'` scenarios. */
+  spot: ServiceAccountFolder | undefined;
+  /** How this scenario's fixture names what the server chose (uids, versions) and the run's clock. */
+  norm: Pick<NormalizeOptions, 'buildName' | 'canonicalBuildUid' | 'uids' | 'firstBuildResourceVersion' | 'pinnedVersions' | 'runStartedMs'>;
 }
 
 interface Scenario {
   name: string;
+  /** `spot`: recorded last, with the published Spot CRD in place of deploy/crd.yaml's, in the operator's layout. */
+  layout?: 'spot';
   run(ctx: Context): Promise<void>;
 }
 
@@ -77,6 +88,309 @@ function beforePatches(ctx: Context, actions: Array<() => Promise<void>>): void 
     if (request.method === 'PATCH' && request.path.endsWith('/status') && n < actions.length) await actions[n++]!();
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// The runner's flows (test/runner-fixtures.test.ts, test/failure-semantics.test.ts): the library
+// runs the tests' own tasks against the real server. The fixtures keep the tests' names for what
+// the server chose: the Build's uid, its resourceVersions from 2001 (3001 for the fatal path,
+// 4001 for monitorCondition), events about instance b1-build-pod.
+
+const RUN_UID = '7d1c9e42-3b5a-4f0e-8c21-6a9e0f4b2d17';
+const RUN_EVENTS = { events: { instance: 'b1-build-pod' } } as const;
+const THREE = ['Fetching Source', 'Building Image', 'Pushing Image'];
+const STDERR = 'npm ERR! missing script: build\nnpm ERR! A complete log of this run can be found in /tmp/npm.log';
+
+/** A run from an operator-created Build (no status unless given), its times and versions normalized. */
+async function runScenario(ctx: Context, firstVersion: number, status?: BuildStatus): Promise<void> {
+  ctx.norm.canonicalBuildUid = RUN_UID;
+  ctx.norm.firstBuildResourceVersion = firstVersion;
+  ctx.norm.runStartedMs = Date.now();
+  await ctx.seed(status);
+}
+
+/** Step output kept out of the recorder's own output; results folders in a scratch folder. */
+async function withSteps<T>(fn: (io: { stdout: (t: string) => void; stderr: (t: string) => void; resultsParent: string; killGraceMs: number }) => Promise<T>): Promise<T> {
+  const scratch = mkdtempSync(join(tmpdir(), 'spot-record-'));
+  try {
+    return await fn({ stdout: () => {}, stderr: () => {}, resultsParent: scratch, killGraceMs: 200 });
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+const IN_PROGRESS_AT_STEP_2: BuildStatus = {
+  phase: 'Running',
+  conditions: [
+    { type: 'Fetching Source', status: 'Success', lastTransitionTime: '2025-06-01T10:00:02Z', reason: 'Succeeded' },
+    { type: 'Building Image', status: 'In Progress', lastTransitionTime: '2025-06-01T10:00:02Z' },
+    { type: 'Pushing Image', status: '', lastTransitionTime: '2025-06-01T10:00:01Z' },
+  ],
+};
+
+const RUN_SCENARIOS: Scenario[] = [
+  {
+    name: 'run-three-steps',
+    async run(ctx) {
+      await runScenario(ctx, 2001);
+      await runTasks(await ctx.client(RUN_EVENTS), ref, THREE.map((type) => ({ type, run: async () => {} })));
+    },
+  },
+  {
+    name: 'run-step-fails',
+    async run(ctx) {
+      await runScenario(ctx, 2001);
+      await runTasks(await ctx.client(RUN_EVENTS), ref, [
+        { type: 'Fetching Source', run: async () => {} },
+        { type: 'Building Image', run: async () => { throw new TaskFailure('StepFailed', `exit code 3; last stderr lines:\n${STDERR}`); } },
+        { type: 'Pushing Image', run: async () => {} },
+      ]);
+    },
+  },
+  {
+    name: 'run-image-result',
+    async run(ctx) {
+      await runScenario(ctx, 2001);
+      const client = await ctx.client(RUN_EVENTS);
+      await withSteps((io) => runTasks(client, ref, [
+        stepTask({ type: 'Building Image', command: 'echo built' }, io),
+        stepTask(
+          {
+            type: 'Pushing Image',
+            command: `printf 'registry.example.com/team/app:3f2c1a9@sha256:9b2f0c4e\\n' > "$SPOT_RESULTS_DIR/image-url"; printf '{"digest":"sha256:9b2f0c4e","builder":"kaniko"}' > "$SPOT_RESULTS_DIR/image-metadata"`,
+          },
+          io,
+        ),
+      ]));
+    },
+  },
+  {
+    name: 'run-step-timeout',
+    async run(ctx) {
+      await runScenario(ctx, 2001);
+      const client = await ctx.client(RUN_EVENTS);
+      await withSteps((io) => runTasks(client, ref, [stepTask({ type: 'Building Image', timeoutSeconds: 0.5, command: 'echo compiling... >&2; sleep 30' }, io)]));
+    },
+  },
+  {
+    name: 'run-conflict',
+    async run(ctx) {
+      await runScenario(ctx, 2001);
+      // Between our second and third write the operator (the harness) records the pod and its
+      // own condition; the fixture numbers its write 2010, as the test's story does.
+      beforePatches(ctx, [async () => {}, async () => {}, async () => {
+        const current = await ctx.read();
+        const conditions = [...(current.status?.conditions ?? []), { type: 'Pod Deployment', status: 'Success' as const, lastTransitionTime: '2025-06-01T10:00:02Z', reason: 'PodRunning', message: 'pod ns/b1-build-pod is running' }];
+        await ctx.operatorWrites({ ...current.status, pod: { namespace: NS, name: 'b1-build-pod' }, conditions });
+        ctx.norm.pinnedVersions!.set((await ctx.read()).metadata.resourceVersion!, 2010);
+      }]);
+      await runTasks(await ctx.client(RUN_EVENTS), ref, THREE.map((type) => ({ type, run: async () => {} })));
+    },
+  },
+  {
+    name: 'run-build-replaced',
+    async run(ctx) {
+      await runScenario(ctx, 2001);
+      // Before the first write the Build is deleted and created again under the same name.
+      beforePatches(ctx, [async () => {
+        const again = await ctx.seed();
+        ctx.norm.uids!.set(again.metadata.uid as string, 'e4f0a6b1-9c2d-4e7f-a3b8-5d1c0f9e2a64');
+        ctx.norm.pinnedVersions!.set(again.metadata.resourceVersion as string, 2107);
+      }]);
+      await runTasks(await ctx.client(), ref, [{ type: 'Building Image', run: async () => {} }]).catch(() => {});
+    },
+  },
+  {
+    name: 'run-monitor-in-progress',
+    async run(ctx) {
+      await runScenario(ctx, 4001, RUNNING);
+      await monitorCondition(await ctx.client(), ref, 'Building Image', async () => 'sha256:9b2f0c4e');
+    },
+  },
+  {
+    name: 'run-monitor-success',
+    async run(ctx) {
+      await runScenario(ctx, 4001);
+      await monitorCondition(await ctx.client(), ref, 'Building Image', async () => 42);
+    },
+  },
+  {
+    name: 'run-monitor-error',
+    async run(ctx) {
+      await runScenario(ctx, 4001);
+      await monitorCondition(await ctx.client(), ref, 'Building Image', async () => {
+        throw new TaskFailure('StepFailed', 'exit code 2');
+      });
+    },
+  },
+  {
+    name: 'run-fatal',
+    async run(ctx) {
+      await runScenario(ctx, 3001, IN_PROGRESS_AT_STEP_2);
+      await reportFatalError(await ctx.client(RUN_EVENTS), ref, new Error('cannot push: registry.example.com unreachable'));
+    },
+  },
+  {
+    name: 'custom-resource',
+    async run(ctx) {
+      // Another group's resource with a status subresource (test/spot-shape-fixtures.test.ts's
+      // client option), and a Role letting b1's identity use it.
+      const { cluster } = ctx;
+      await cluster.kubectlOk(['apply', '-f', '-'], JSON.stringify(PIPELINE_BUILDS_CRD));
+      await cluster.kubectlOk(['wait', '--for=condition=Established', '--timeout=60s', 'crd/pipelinebuilds.ci.example.com']);
+      await cluster.kubectlOk(['apply', '-f', '-'], JSON.stringify(pipelineBuildsRole(ctx.sa.serviceAccount)));
+      const path = `/apis/ci.example.com/v1beta1/namespaces/${NS}/pipelinebuilds`;
+      await cluster.http.send({ method: 'DELETE', path: `${path}/b1` });
+      const created = await waitFor('the pipelinebuilds route', async () => {
+        const r = await cluster.http.send<StoredBuild>({ method: 'POST', path, body: { apiVersion: 'ci.example.com/v1beta1', kind: 'PipelineBuild', metadata: { name: 'b1', namespace: NS } } });
+        return r.status === 201 ? r.body : undefined;
+      });
+      ctx.remember(created);
+      ctx.norm.canonicalBuildUid = '0c5e8f3a-6d21-4b9e-a7f0-3e2d1c4b5a69';
+      ctx.norm.firstBuildResourceVersion = 41;
+      ctx.norm.runStartedMs = Date.now();
+      const client = await ctx.client({ resource: { group: 'ci.example.com', version: 'v1beta1', plural: 'pipelinebuilds' }, events: { instance: 'b1-build-pod' } });
+      const build = await client.getBuild(ref);
+      const stored = await client.updateBuildStatus(ref, (b) => applyCondition(b.status!, { type: 'Testing', status: 'In Progress' }), { base: build });
+      await client.recordEvent(stored, { type: 'Normal', reason: 'TestsStarted', message: 'running the tests' });
+    },
+  },
+];
+
+const PIPELINE_BUILDS_CRD = {
+  apiVersion: 'apiextensions.k8s.io/v1',
+  kind: 'CustomResourceDefinition',
+  metadata: { name: 'pipelinebuilds.ci.example.com' },
+  spec: {
+    group: 'ci.example.com',
+    scope: 'Namespaced',
+    names: { plural: 'pipelinebuilds', singular: 'pipelinebuild', kind: 'PipelineBuild' },
+    versions: [{ name: 'v1beta1', served: true, storage: true, subresources: { status: {} }, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+  },
+};
+
+const pipelineBuildsRole = (serviceAccount: string) => ({
+  apiVersion: 'v1',
+  kind: 'List',
+  items: [
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'pipelinebuilds', namespace: NS }, rules: [{ apiGroups: ['ci.example.com'], resources: ['pipelinebuilds', 'pipelinebuilds/status'], verbs: ['get', 'patch'] }] },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'pipelinebuilds', namespace: NS },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'pipelinebuilds' },
+      subjects: [{ kind: 'ServiceAccount', name: serviceAccount, namespace: NS }],
+    },
+  ],
+});
+
+/** Polls `probe` (every 50 ms, up to 10 s) until it gives a value. */
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  for (let i = 0; ; i++) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (i > 200) throw new Error(`${what}: not ready after 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The published Spot CRD (test/spot-shape-fixtures.test.ts): deploy/spot-crd.yaml in the
+// operator's layout (deploy/operator-layout.yaml): the builder's identity in spot-system, the
+// Build deploy/spot-sample-build.yaml in workspace-a, its pod started by the operator.
+
+const WORKSPACE = 'workspace-a';
+const SPOT_REF: BuildRef = { namespace: WORKSPACE, name: 'sample-build' };
+const SPOT_POD = { name: 'sample-build-x7k2p', namespace: 'spot-system' };
+const SPOT_DIGEST = 'sha256:11c8d96f1ece6ebe0983ec43843f9174dd9bc3b94fe33ded894f5d9dbb6b0f78';
+const SPOT_IMAGE = 'registry.example.com/team/app:1.0.0';
+const SPOT_SAMPLE_BUILD = readFileSync(fileURLToPath(new URL('../../deploy/spot-sample-build.yaml', import.meta.url)), 'utf8');
+
+/** Replaces deploy/crd.yaml's CRD (same name) by the published one and applies the operator's layout. */
+async function spotLayout(cluster: Cluster): Promise<ServiceAccountFolder> {
+  await cluster.kubectlOk(['delete', 'crd', 'builds.spot.release.com', '--ignore-not-found', '--wait=true']);
+  await cluster.applyDeploy(['deploy/spot-crd.yaml']);
+  await cluster.ensureNamespace(WORKSPACE);
+  await cluster.ensureNamespace('spot-system');
+  await cluster.applyDeploy(['deploy/operator-layout.yaml']);
+  return cluster.serviceAccountFolder('spot-system', 'spot-builder');
+}
+
+/** The sample Build, created again, with the operator's first status write (pod started, stage Running). */
+async function spotRun(ctx: Context, tasks: (io: Parameters<Parameters<typeof withSteps>[0]>[0]) => Task[]): Promise<void> {
+  const { cluster } = ctx;
+  const path = buildPath(WORKSPACE, 'sample-build');
+  await cluster.http.send({ method: 'DELETE', path });
+  const stored = await waitFor('the published Spot CRD is served', async () => {
+    // `kubectl create`, as the operator creates it: no last-applied-configuration annotation.
+    const created = await cluster.kubectlOk(['create', '-f', '-'], SPOT_SAMPLE_BUILD).then(() => true, () => false);
+    if (!created) return undefined;
+    const build = await readBuild(cluster, WORKSPACE, 'sample-build');
+    const r = await cluster.http.send<StoredBuild>({ method: 'PUT', path: `${path}/status`, body: { ...build, status: { stage: 'Running', pod: SPOT_POD, conditions: [] } } });
+    // Still deploy/crd.yaml's schema if the conditions were kept (its phase is not required).
+    return r.status === 200 && (r.body.status as { conditions?: unknown }).conditions === undefined ? r.body : undefined;
+  });
+  ctx.remember(stored);
+  const spot = ctx.spot!;
+  ctx.folder = spot;
+  ctx.norm.buildName = 'sample-build';
+  ctx.norm.canonicalBuildUid = '4b0d7c1e-9a2f-4e63-b8d5-2f61c0a9e7d3';
+  ctx.norm.firstBuildResourceVersion = 3001;
+  ctx.norm.runStartedMs = Date.now();
+  const client = await ctx.client({ serviceAccountDir: spot.dir, events: { instance: SPOT_POD.name } });
+  await withSteps((io) => runTasks(client, SPOT_REF, tasks(io)));
+}
+
+const SPOT_SCENARIOS: Scenario[] = [
+  {
+    name: 'run-spot-three-steps',
+    layout: 'spot',
+    run: (ctx) => spotRun(ctx, (io) => [
+      stepTask({ type: THREE[0]!, command: 'echo cloned' }, io),
+      stepTask({ type: THREE[1]!, command: 'echo built' }, io),
+      stepTask({ type: THREE[2]!, command: `echo ${SPOT_IMAGE} > "$SPOT_RESULTS_DIR/image-url"; echo ${SPOT_DIGEST} > "$SPOT_RESULTS_DIR/image-digest"` }, io),
+    ]),
+  },
+  {
+    name: 'run-spot-step-fails',
+    layout: 'spot',
+    run: (ctx) => spotRun(ctx, (io) => [
+      stepTask({ type: THREE[0]!, command: 'true' }, io),
+      stepTask({ type: THREE[1]!, command: 'echo "npm ERR! missing script: build" >&2; exit 3' }, io),
+      { type: THREE[2]!, run: async () => {} },
+    ]),
+  },
+  {
+    name: 'run-spot-pruned-fields',
+    layout: 'spot',
+    run: (ctx) => spotRun(ctx, () => [
+      { type: 'Building Image', run: async () => ({ status: { image: { url: SPOT_IMAGE, metadata: { builder: 'buildkit' } } } }) },
+      { type: 'Pushing Image', run: async () => ({ status: { image: { url: SPOT_IMAGE, digest: SPOT_DIGEST } } }) },
+    ]),
+  },
+];
+
+/** The token file re-read once a minute (test/token.test.ts's fake clock), with a second token the server issued. */
+const TOKEN_PERIODIC_REREAD: Scenario = {
+  name: 'token-periodic-reread',
+  async run(ctx) {
+    await ctx.seed(RUNNING);
+    const clock = { now: 0 };
+    const source = await FileTokenSource.open(join(ctx.sa.dir, 'token'), { now: () => clock.now });
+    const client = clientFromConfig({ server: ctx.cluster.url, ca: undefined, tokenSource: source, namespace: NS }, { dispatcher: ctx.recorder, retry: { maxRetries: 0 } });
+    try {
+      await client.getBuild(ref);
+      const rotated = await ctx.cluster.mintToken(NS, ctx.sa.serviceAccount);
+      ctx.tokenNames.set(rotated, 'test-token-rotated');
+      await ctx.sa.rotate(rotated);
+      clock.now = 30_000;
+      await client.getBuild(ref);
+      clock.now = 60_000;
+      await client.getBuild(ref);
+    } finally {
+      await client.close();
+    }
+  },
+};
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -276,6 +590,9 @@ export const SCENARIOS: Scenario[] = [
       await client.getBuild(ref);
     },
   },
+  TOKEN_PERIODIC_REREAD,
+  ...RUN_SCENARIOS,
+  ...SPOT_SCENARIOS,
 ];
 
 /** The CRD is gone: the route itself answers 404. Recorded last, on its own (it deletes the CRD). */
@@ -313,7 +630,11 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
     },
   });
   const out: Recorded[] = [];
-  for (const scenario of [...SCENARIOS, CRD_MISSING].filter((s) => !only || only.includes(s.name))) {
+  // The Spot CRD takes the place of deploy/crd.yaml's (the same name): those scenarios come last.
+  const ordered = [...SCENARIOS.filter((s) => !s.layout), CRD_MISSING, ...SCENARIOS.filter((s) => s.layout === 'spot')];
+  let spot: ServiceAccountFolder | undefined;
+  for (const scenario of ordered.filter((s) => !only || only.includes(s.name))) {
+    if (scenario.layout === 'spot') spot ??= await spotLayout(cluster);
     const sa = await cluster.serviceAccountFolder(NS, serviceAccount);
     // The token the server issued (a scenario may write other ones into the folder).
     const issued = sa.token;
@@ -325,7 +646,10 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
       sa,
       recorder,
       tokenName: 'test-token',
+      tokenNames: new Map(),
       folder: sa,
+      spot,
+      norm: { uids: new Map(), pinnedVersions: new Map() },
       async client(options = {}) {
         const client = await createClient({
           env: { ...(options.serviceAccountDir ? { ...sa.env, SPOT_SERVICEACCOUNT_DIR: options.serviceAccountDir } : sa.env) },
@@ -338,8 +662,13 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
       },
       async seed(status) {
         await cluster.http.send({ method: 'DELETE', path: buildPath(NS, 'b1') });
-        seeded = await createBuild(cluster, NS, 'b1', SPEC, status);
-        return seeded;
+        // The first Build of the scenario is the one the fixture names (a scenario may create it again).
+        const created = await createBuild(cluster, NS, 'b1', SPEC, status);
+        seeded ??= created;
+        return created;
+      },
+      remember(build) {
+        seeded ??= build;
       },
       read: () => readBuild(cluster, NS, 'b1') as unknown as Promise<Build>,
       async operatorWrites(status) {
@@ -353,9 +682,10 @@ export async function recordFixtures(cluster: Cluster, only?: string[]): Promise
       for (const c of clients) await c.close();
       await recorder.close();
     }
-    const tokens = new Map<string, string>([[issued, ctx.tokenName]]);
+    const tokens = new Map<string, string>([...ctx.tokenNames, [issued, ctx.tokenName]]);
     if (ctx.folder !== sa) tokens.set(ctx.folder.token, 'test-token');
     const exchanges = normalize(recorder.exchanges as RawExchange[], {
+      ...ctx.norm,
       tokens,
       buildUid: seeded?.metadata.uid ?? '',
       buildVersions: seeded ? [seeded.metadata.resourceVersion as string] : [],

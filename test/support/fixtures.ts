@@ -16,7 +16,7 @@
  *     "reply": { "status": 200, "headers": { "retry-after": "1" }, "body": { "kind": "Build", "...": "..." } },
  *     "error": "ECONNRESET",
  *     "delayMs": 50,
- *     "source": "recorded: kube-apiserver v1.36.3"  (or "hand-written")
+ *     "source": "recorded: kube-apiserver v1.36.3"  (or "hand-written: <why a real server cannot give it>")
  *   }
  * ]
  * ```
@@ -103,7 +103,8 @@ export interface Exchange {
   /**
    * Where the reply comes from: `recorded: kube-apiserver vX.Y.Z` (written by `npm run
    * fixtures:record` and checked against the real server by `npm run test:cluster`), or
-   * `hand-written` for answers a real server cannot be made to give on demand (429, 5xx, resets).
+   * `hand-written: <why>` for answers a real server cannot be made to give on demand (429, 5xx,
+   * resets, timeouts), the reason said.
    */
   source?: string;
   request: FixtureRequest;
@@ -147,8 +148,8 @@ export function validateExchanges(value: unknown, where = 'inline'): Exchange[] 
     for (const key of Object.keys(entry)) {
       if (!['comment', 'source', 'request', 'reply', 'error', 'delayMs'].includes(key)) fail(at, `unknown key ${JSON.stringify(key)}`);
     }
-    if (entry.source !== undefined && (typeof entry.source !== 'string' || !/^(hand-written|recorded: .+)$/.test(entry.source))) {
-      fail(at, '"source" must be "hand-written" or "recorded: <server and version>"');
+    if (entry.source !== undefined && (typeof entry.source !== 'string' || !/^(hand-written: .+|recorded: .+)$/.test(entry.source))) {
+      fail(at, '"source" must be "hand-written: <why a real server cannot give it>" or "recorded: <server and version>"');
     }
     const { request, reply, error, delayMs } = entry;
     if (!isObject(request)) fail(at, '"request" must be an object');
